@@ -1,0 +1,1 @@
+"""The civicard command line (Typer)."""

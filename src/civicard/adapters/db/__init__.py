@@ -1,0 +1,1 @@
+"""SQLAlchemy tables, unit of work, repositories, the personal-data guard and migrations."""

@@ -1,0 +1,197 @@
+"""SQLAlchemy Core tables: the registry and the access log, exactly as fields.yaml allows.
+
+Migrations (adapters/db/migrations) are the only way this schema is created; a test checks that
+the migrated schema equals this metadata and that both equal the allow-list.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(32)
+CODE = String(40)
+Timestamp = DateTime(timezone=True)
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+Sequence64 = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _version_columns(table: str) -> list[Column[object]]:
+    """Bookkeeping shared by every dated, versioned fact table."""
+    return [
+        Column("id", ID, primary_key=True),
+        Column("valid_from", Date, nullable=False),
+        Column("recorded_at", Timestamp, nullable=False),
+        Column("recorded_by", String(120), nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("supersedes_id", ID, ForeignKey(f"{table}.id"), nullable=True),
+    ]
+
+
+persons = Table(
+    "persons",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("given_names", String(200), nullable=False),
+    Column("first_surname", String(200), nullable=False),
+    Column("second_surname", String(200), nullable=False, server_default=""),
+    Column("birth_date", Date, nullable=False),
+    Column("birth_place", String(200), nullable=False),
+    Column("sex", String(1), nullable=False),
+    Column("address_line", String(300), nullable=False),
+    Column("municipality", CODE, nullable=False),
+    Column("region", CODE, nullable=False),
+    Column("postcode", String(20), nullable=False),
+    Column("phone", String(40), nullable=True),
+    Column("national_id", String(40), nullable=True, index=True),
+    Column("photo_ref", String(200), nullable=True),
+    Column("search_key", Text, nullable=False),
+    Column("enrolled_at", Timestamp, nullable=False),
+    Column("enrolled_by", String(120), nullable=False),
+    Index("ix_persons_first_surname_birth_date", "first_surname", "birth_date"),
+)
+
+person_corrections = Table(
+    "person_corrections",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("person_id", ID, ForeignKey("persons.id"), nullable=False, index=True),
+    Column("field", String(40), nullable=False),
+    Column("old_value", Text, nullable=True),
+    Column("new_value", Text, nullable=True),
+    Column("corrected_at", Timestamp, nullable=False),
+    Column("corrected_by", String(120), nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+households = Table(
+    "households",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("region", CODE, nullable=False, index=True),
+    Column("municipality", CODE, nullable=False),
+    Column("address_line", String(300), nullable=False),
+    Column("postcode", String(20), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(120), nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("household_id", ID, ForeignKey("households.id"), nullable=False, index=True),
+    Column("person_id", ID, ForeignKey("persons.id"), nullable=False, index=True),
+    Column("relationship", CODE, nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date, nullable=True),
+    Column("recorded_at", Timestamp, nullable=False),
+    Column("recorded_by", String(120), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("ended_by", String(120), nullable=True),
+    Column("end_reason", Text, nullable=True),
+    # A person is in at most one household at a time: enforced by the database, not only by code.
+    Index(
+        "uq_memberships_current_person",
+        "person_id",
+        unique=True,
+        sqlite_where=text("valid_to IS NULL"),
+        postgresql_where=text("valid_to IS NULL"),
+    ),
+)
+
+employment = Table(
+    "employment",
+    metadata,
+    *_version_columns("employment"),
+    Column("person_id", ID, ForeignKey("persons.id"), nullable=False, index=True),
+    Column("status", CODE, nullable=False),
+)
+
+incomes = Table(
+    "incomes",
+    metadata,
+    *_version_columns("incomes"),
+    Column("person_id", ID, ForeignKey("persons.id"), nullable=False, index=True),
+    Column("source", CODE, nullable=False),
+    Column("monthly_amount_minor", BigInteger, nullable=False),
+)
+
+properties = Table(
+    "properties",
+    metadata,
+    *_version_columns("properties"),
+    Column("household_id", ID, ForeignKey("households.id"), nullable=False, index=True),
+    Column("kind", CODE, nullable=False),
+    Column("value_minor", BigInteger, nullable=False),
+)
+
+health_needs = Table(
+    "health_needs",
+    metadata,
+    *_version_columns("health_needs"),
+    Column("person_id", ID, ForeignKey("persons.id"), nullable=False, index=True),
+    Column("kind", CODE, nullable=False),
+    Column("code", CODE, nullable=False),
+    Column("degree_percent", Integer, nullable=True),
+    Column("present", Boolean, nullable=False),
+)
+
+benefits_received = Table(
+    "benefits_received",
+    metadata,
+    *_version_columns("benefits_received"),
+    Column("person_id", ID, ForeignKey("persons.id"), nullable=False, index=True),
+    Column("benefit", CODE, nullable=False),
+    Column("monthly_amount_minor", BigInteger, nullable=False),
+)
+
+access_log = Table(
+    "access_log",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("occurred_at", Timestamp, nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("role", String(40), nullable=False),
+    Column("purpose", String(60), nullable=False),
+    Column("action", String(10), nullable=False),
+    Column("subject_person_id", ID, nullable=True, index=True),
+    Column("subject_household_id", ID, nullable=True, index=True),
+    Column("categories", String(200), nullable=False),
+    Column("detail", Text, nullable=False),
+)
+
+FACT_TABLES: dict[str, Table] = {
+    t.name: t for t in (employment, incomes, properties, health_needs, benefits_received)
+}
+
+# Tables whose rows are about a person or household: reading or writing them needs an access context.
+PERSONAL_TABLES: tuple[str, ...] = (
+    "persons",
+    "person_corrections",
+    "households",
+    "memberships",
+    *FACT_TABLES,
+)

@@ -1,0 +1,60 @@
+"""The SQL unit of work: one connection, one transaction, an access context on the connection."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy import Connection, Engine
+
+from civicard.adapters.db.guard import ACCESS_KEY
+from civicard.adapters.db.repositories import SqlAccessLog, SqlFacts, SqlHouseholds, SqlMemberships, SqlPersons
+from civicard.shared.clock import Clock
+from civicard.transparency.access import AccessContext, purpose_policy
+
+
+class SqlUnitOfWork:
+    """`with uow:` opens a transaction; `commit()` ends it; leaving without commit rolls back.
+
+    The purpose is checked against the role when the unit opens, so a wrong purpose is refused
+    before any query runs.
+    """
+
+    def __init__(self, engine: Engine, context: AccessContext, clock: Clock) -> None:
+        self.engine = engine
+        self.context = context
+        self.clock = clock
+        self._conn: Connection | None = None
+
+    def __enter__(self) -> SqlUnitOfWork:
+        purpose_policy().check(self.context)
+        conn = self.engine.connect()
+        conn.info[ACCESS_KEY] = self.context
+        conn.begin()
+        self._conn = conn
+        self.persons = SqlPersons(conn)
+        self.households = SqlHouseholds(conn)
+        self.memberships = SqlMemberships(conn)
+        self.facts = SqlFacts(conn)
+        self.access_log = SqlAccessLog(conn)
+        return self
+
+    @property
+    def connection(self) -> Connection:
+        if self._conn is None:
+            raise RuntimeError("The unit of work is not open; use it in a `with` block.")
+        return self._conn
+
+    def commit(self) -> None:
+        self.connection.commit()
+        self.connection.begin()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        conn = self.connection
+        try:
+            conn.rollback()
+        finally:
+            conn.info.pop(ACCESS_KEY, None)
+            conn.close()
+            self._conn = None

@@ -1,0 +1,64 @@
+"""The composition root: settings → database engine, keys, clock and the unit-of-work factory.
+
+Nothing in civicard connects, reads keys or parses settings at import time; `bootstrap` does it
+once and hands the result to the API, the pages and the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from civicard.adapters.db.engine import make_engine
+from civicard.adapters.db.uow import SqlUnitOfWork
+from civicard.settings import Mode, Settings, demo_root_key
+from civicard.shared.clock import Clock
+from civicard.shared.keys import RootKey, parse_root_key
+from civicard.transparency.access import AccessContext
+
+log = logging.getLogger("civicard")
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    root_key: RootKey
+    demo_key_created: bool = False
+
+    def uow(self, context: AccessContext) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine, context, self.clock)
+
+    @property
+    def uow_factory(self) -> Callable[[AccessContext], SqlUnitOfWork]:
+        return self.uow
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def bootstrap(settings: Settings | None = None, clock: Clock | None = None) -> Container:
+    settings = settings or Settings()
+    created = False
+    if settings.root_key is not None:
+        key_text = settings.root_key.get_secret_value()
+    elif settings.mode is Mode.DEMO:
+        key_text, created = demo_root_key(settings.data_dir)
+        log.warning(
+            "DEMO MODE: using the demo root key in %s — never use demo mode for real people.",
+            settings.data_dir / "demo-root.key",
+        )
+    else:  # Settings already refuses this; kept so a bypassed validator still fails closed
+        raise RuntimeError("No root key in production.")
+    engine = make_engine(settings.effective_database_url)
+    return Container(
+        settings=settings,
+        engine=engine,
+        clock=clock or Clock(),
+        root_key=RootKey(parse_root_key(key_text)),
+        demo_key_created=created,
+    )

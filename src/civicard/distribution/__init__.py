@@ -1,0 +1,1 @@
+"""Entitlements, vendors, terminals, redemptions and settlement."""

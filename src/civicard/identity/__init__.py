@@ -1,0 +1,1 @@
+"""Persons, cards, credentials, status lists, PINs and pseudonyms."""

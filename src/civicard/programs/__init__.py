@@ -1,0 +1,1 @@
+"""Benefit programs: rule files, validation, evaluation, cycles, decisions, appeals."""

@@ -1,0 +1,1 @@
+"""Households, membership, need-related facts, the field allow-list and corrections."""

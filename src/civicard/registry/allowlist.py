@@ -1,0 +1,101 @@
+"""The field allow-list (fields.yaml) and the concepts civicard must never hold."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from civicard.shared.vocab import load_yaml
+
+# Data civicard never stores and no rule or report may refer to. Matched against table,
+# column, field and code names (split into words), so `party_member` or `votingDistrict` are caught.
+FORBIDDEN_CONCEPTS: dict[str, str] = {
+    r"politic\w*": "political opinion or activity",
+    r"part(y|ies)": "political party",
+    r"rall(y|ies)": "rally attendance",
+    r"vot(e|es|ed|er|ers|ing)": "voting",
+    r"elector\w*": "voting",
+    r"ballots?": "voting",
+    r"religio\w*": "religion",
+    r"church\w*|mosque\w*|temple\w*|faith": "religion",
+    r"ethnic\w*|race|racial|caste|tribe\w*": "ethnicity",
+    r"union(_?member\w*|s)?|trade_?union\w*": "union membership",
+    r"sexual\w*|orientation|gay|lesbian|lgbt\w*": "sexual orientation",
+    r"social_?media|facebook|twitter|instagram|tiktok|whatsapp|telegram": "social-media data",
+}
+_FORBIDDEN = [(re.compile(rf"^(?:{p})$"), label) for p, label in FORBIDDEN_CONCEPTS.items()]
+_WORD_SPLIT = re.compile(r"[^a-z0-9]+|(?<=[a-z])(?=[0-9])")
+
+
+def forbidden_concept(name: str) -> str | None:
+    """The forbidden concept a name refers to, or None. Checks the whole name and each word of it."""
+    lowered = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
+    candidates = [lowered, lowered.replace("_", ""), *[w for w in _WORD_SPLIT.split(lowered) if w]]
+    for word in candidates:
+        for pattern, label in _FORBIDDEN:
+            if pattern.match(word):
+                return label
+    return None
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    table: str
+    name: str
+    type: str
+    category: str
+    description: str
+    codes: str | None = None
+    unit: str | None = None
+
+    @property
+    def personal(self) -> bool:
+        return self.category != "technical"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    kind: str  # "personal" or "system"
+    subject: str | None
+    description: str
+    columns: dict[str, ColumnSpec]
+
+
+@dataclass(frozen=True)
+class AllowList:
+    categories: dict[str, dict[str, Any]]
+    tables: dict[str, TableSpec]
+
+    def column(self, table: str, name: str) -> ColumnSpec:
+        return self.tables[table].columns[name]
+
+    def personal_tables(self) -> list[str]:
+        return [t.name for t in self.tables.values() if t.kind == "personal"]
+
+    def special_categories(self) -> set[str]:
+        return {name for name, spec in self.categories.items() if spec.get("special")}
+
+
+@cache
+def allow_list() -> AllowList:
+    """The parsed fields.yaml; read once, on first use."""
+    raw = load_yaml("civicard.registry", "fields.yaml")
+    tables: dict[str, TableSpec] = {}
+    for tname, t in raw["tables"].items():
+        columns = {
+            cname: ColumnSpec(
+                table=tname,
+                name=cname,
+                type=c["type"],
+                category=c["category"],
+                description=c["description"],
+                codes=c.get("codes"),
+                unit=c.get("unit"),
+            )
+            for cname, c in t["columns"].items()
+        }
+        tables[tname] = TableSpec(tname, t["kind"], t.get("subject"), t["description"], columns)
+    return AllowList(categories=raw["categories"], tables=tables)

@@ -1,0 +1,1 @@
+"""Ids, clock, money and domain errors shared by every package."""
