@@ -1,0 +1,1 @@
+"""Access-log enforcement point, Merkle log, proofs, checkpoints and public statistics."""
