@@ -30,10 +30,19 @@ _WORD_SPLIT = re.compile(r"[^a-z0-9]+|(?<=[a-z])(?=[0-9])")
 
 
 def forbidden_concept(name: str) -> str | None:
-    """The forbidden concept a name refers to, or None. Checks the whole name and each word of it."""
+    """The forbidden concept a name refers to, or None.
+
+    Checks every run of up to three consecutive words, joined with and without underscores, so
+    `socialMediaHandle`, `party_member` and `trade_union_dues` are all caught.
+    """
     lowered = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
-    candidates = [lowered, lowered.replace("_", ""), *[w for w in _WORD_SPLIT.split(lowered) if w]]
-    for word in candidates:
+    words = [w for w in _WORD_SPLIT.split(lowered) if w]
+    candidates = {lowered}
+    for size in (1, 2, 3):
+        for start in range(len(words) - size + 1):
+            run = words[start : start + size]
+            candidates |= {"_".join(run), "".join(run)}
+    for word in sorted(candidates):
         for pattern, label in _FORBIDDEN:
             if pattern.match(word):
                 return label

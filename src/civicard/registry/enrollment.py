@@ -12,6 +12,7 @@ from civicard.registry.ports import RegistryUnitOfWork
 from civicard.registry.vocabulary import vocabulary
 from civicard.shared.errors import Conflict, InvalidInput, NotFound
 from civicard.shared.ids import is_id, new_id
+from civicard.shared.text import clean_text
 from civicard.transparency.access import Subject, record_change
 
 _POSTCODE = re.compile(r"^[0-9A-Za-z -]{3,10}$")
@@ -218,15 +219,7 @@ def _validated_identity(raw: dict[str, Any], today: date) -> dict[str, Any]:
 
 
 def _text(value: Any, name: str, max_len: int, required: bool = True) -> str:
-    label = name.replace("_", " ")
-    if not isinstance(value, str):
-        raise InvalidInput(f"invalid_{name}", f"The {label} must be text.")
-    cleaned = " ".join(value.split())
-    if required and not cleaned:
-        raise InvalidInput(f"missing_{name}", f"The {label} is required.")
-    if len(cleaned) > max_len:
-        raise InvalidInput(f"invalid_{name}", f"The {label} is longer than {max_len} characters.")
-    return cleaned
+    return clean_text(value, name, max_len, required)
 
 
 def _optional_text(value: Any, name: str, max_len: int) -> str | None:

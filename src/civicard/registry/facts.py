@@ -78,7 +78,7 @@ def _exact_fields(expected: tuple[str, ...], given: dict[str, Any], what: str, o
 
 
 def _clean(column: ColumnSpec, value: Any) -> Any:
-    label = column.name.replace("_", " ")
+    label = column.description.rstrip(".")
     if column.type == "code":
         if not isinstance(value, str):
             raise InvalidInput("invalid_code", f"{label} must be a code.")

@@ -9,6 +9,7 @@ from civicard.registry.model import FactVersion, HouseholdRecord, Person, Person
 from civicard.registry.ports import RegistryUnitOfWork
 from civicard.shared.errors import InvalidInput, NotFound
 from civicard.shared.ids import is_id
+from civicard.shared.text import clean_text
 from civicard.transparency.access import Subject, disclose
 
 ALL_CATEGORIES = ("identity", "household", "income", "property", "health", "benefits")
@@ -29,8 +30,7 @@ def get_person(uow: RegistryUnitOfWork, person_id: str, on: date | None = None) 
     return PersonRecord(
         person=person if "identity" in granted else None,
         person_id=person_id,
-        household_id=membership.household_id if membership and "household" in granted else None,
-        relationship=membership.relationship if membership and "household" in granted else None,
+        membership=membership if "household" in granted else None,
         facts=facts,
         categories=granted,
     )
@@ -38,7 +38,7 @@ def get_person(uow: RegistryUnitOfWork, person_id: str, on: date | None = None) 
 
 def search_persons(uow: RegistryUnitOfWork, query: str, limit: int = 20) -> list[Person]:
     """Find persons by any part of their names or by document number (accents and case ignored)."""
-    words = [w for w in fold(query).split() if w]
+    words = [w for w in fold(clean_text(query, "query", 200, required=False)).split() if w]
     if not words or sum(len(w) for w in words) < 2:
         raise InvalidInput("query_too_short", "Type at least two letters of a name or a document number.")
     limit = max(1, min(limit, MAX_PAGE))

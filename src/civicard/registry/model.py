@@ -113,8 +113,7 @@ class PersonRecord:
 
     person: Person | None  # None when identity was not granted
     person_id: str
-    household_id: str | None
-    relationship: str | None
+    membership: Membership | None  # None when household was not granted or the person is in none
     facts: list[FactVersion] = field(default_factory=list)
     categories: frozenset[str] = frozenset()
 

@@ -10,6 +10,7 @@ from civicard.registry.model import FactVersion
 from civicard.registry.ports import RegistryUnitOfWork
 from civicard.shared.errors import Conflict, InvalidInput, NotFound
 from civicard.shared.ids import is_id, new_id
+from civicard.shared.text import clean_text
 from civicard.transparency.access import Subject, record_change
 
 OLDEST_FACT_DATE = date(1900, 1, 1)
@@ -72,12 +73,10 @@ def _version(
         raise InvalidInput("invalid_date", "valid_from must be a date (YYYY-MM-DD).")
     if valid_from < OLDEST_FACT_DATE:
         raise InvalidInput("invalid_date", "valid_from is before 1900.")
-    text = " ".join(reason.split()) if isinstance(reason, str) else ""
-    if not text:
-        raise InvalidInput("missing_reason", "Say why the fact is recorded or corrected.")
+    text = clean_text(reason, "reason", 500)
     return FactVersion(
         kind=kind.name, id=new_id(), subject_id=subject_id, key=key, values=values, valid_from=valid_from,
-        recorded_at=uow.clock.now(), recorded_by=uow.context.actor.id, reason=text[:500], supersedes_id=supersedes,
+        recorded_at=uow.clock.now(), recorded_by=uow.context.actor.id, reason=text, supersedes_id=supersedes,
     )
 
 

@@ -1,0 +1,51 @@
+"""The FastAPI application factory: receives a bootstrapped container, connects nothing itself."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from civicard import __version__
+from civicard.adapters.api.access import App
+from civicard.adapters.api.problems import install_problem_handlers, problem
+from civicard.adapters.api.registry_routes import router as registry_router
+from civicard.adapters.db.migrate import head_revision
+from civicard.adapters.web.pages import mount_static
+from civicard.adapters.web.pages import router as pages_router
+from civicard.bootstrap import Container
+
+
+def create_app(container: Container) -> FastAPI:
+    app = FastAPI(
+        title="civicard",
+        version=__version__,
+        description="Identity cards and need-based benefits, with an access log residents can verify. "
+        "Every request that touches personal data names a purpose (X-Civicard-Purpose) and is logged.",
+    )
+    app.state.container = container
+    install_problem_handlers(app)
+    app.include_router(registry_router)
+    _health(app)
+    app.include_router(pages_router)
+    mount_static(app)
+    return app
+
+
+def _health(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready"}})
+    def readyz(container: App) -> JSONResponse:
+        """The database answers and its schema is at the code's migration head."""
+        try:
+            with container.engine.connect() as conn:
+                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except Exception:  # any database failure means not ready; the reason goes to the log only
+            return problem(503, "database_unavailable", "Not ready", "The database does not answer.")
+        if current != head_revision():
+            return problem(503, "schema_outdated", "Not ready", "Run `civicard db upgrade`.")
+        return JSONResponse({"status": "ready", "schema": current})

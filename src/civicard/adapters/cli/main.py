@@ -1,0 +1,154 @@
+"""The civicard command line. Exit codes: 0 success, 1 the operation failed (one-line reason), 2 usage."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from civicard.bootstrap import Container, bootstrap
+from civicard.settings import Settings
+from civicard.shared.errors import DomainError
+
+app = typer.Typer(help="civicard: identity cards and need-based benefits.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+population_app = typer.Typer(help="Synthetic populations for demos, tests and benchmarks.", no_args_is_help=True)
+registry_app = typer.Typer(help="The registry of persons and households.", no_args_is_help=True)
+keys_app = typer.Typer(help="Root key handling.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(population_app, name="population")
+app.add_typer(registry_app, name="registry")
+app.add_typer(keys_app, name="keys")
+
+console = Console(stderr=True)
+out = Console()
+T = TypeVar("T")
+
+
+def fail(reason: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {reason}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        reason = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise fail(f"settings: {reason}") from None
+
+
+@contextmanager
+def container() -> Iterator[Container]:
+    built = bootstrap(load_settings())
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def run_checked(action: Callable[[], T]) -> T:
+    """Run an operation; a domain refusal becomes a one-line reason and exit code 1."""
+    try:
+        return action()
+    except DomainError as exc:
+        raise fail(f"{exc.message} ({exc.code})") from None
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the latest revision (the only way the schema is made)."""
+    from civicard.adapters.db.migrate import current_revision, upgrade
+
+    url = load_settings().effective_database_url
+    try:
+        upgrade(url)
+    except Exception as exc:  # surface the driver's reason in one line, never a traceback
+        raise fail(f"migration failed: {str(exc).splitlines()[0]}") from None
+    out.print(f"schema at revision {current_revision(url)}")
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new random root key for CIVICARD_ROOT_KEY (store it outside the database)."""
+    out.print(base64.b64encode(secrets.token_bytes(32)).decode())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+) -> None:
+    """Serve the API and pages (migrate first with `civicard db upgrade`)."""
+    from civicard.adapters.cli.serving import serve_app
+
+    with container() as built:
+        serve_app(built, host, port)
+
+
+@app.command()
+def demo(
+    households: Annotated[int, typer.Option(help="Households in the demo town.", min=1, max=1_000_000)] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic population.")] = 7,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Load the demo town and exit.")] = False,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+) -> None:
+    """Migrate the embedded database, load the demo town (once) and serve it."""
+    from civicard.adapters.cli.demo import load_demo_town
+    from civicard.adapters.cli.serving import serve_app
+
+    with container() as built:
+        run_checked(lambda: load_demo_town(built, households, seed, console))
+        if not no_serve:
+            serve_app(built, host, port)
+
+
+@population_app.command("generate")
+def population_generate(
+    households: Annotated[int, typer.Option(help="Number of households.", min=1)],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the Parquet files.")],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 0,
+    duplicates: Annotated[float, typer.Option(help="Share of persons enrolled twice.", min=0.0, max=0.5)] = 0.05,
+) -> None:
+    """Write a synthetic Spanish-speaking population (with re-enrollments for dedup) as Parquet."""
+    from civicard.adapters.cli.progress import counting_progress
+    from civicard.registry.population import PopulationSpec, generate_population
+
+    spec = PopulationSpec(households=households, seed=seed, duplicate_share=duplicates)
+    with counting_progress("Generating households", households) as advance:
+        summary = run_checked(lambda: generate_population(spec, out_dir, progress=advance))
+    out.print(f"wrote {summary} to {out_dir}")
+
+
+@registry_app.command("import")
+def registry_import(
+    source: Annotated[Path, typer.Argument(help="Directory with the Parquet files of a population.")],
+) -> None:
+    """Load a population extract into the registry in one transaction (all or nothing)."""
+    from civicard.adapters.bulk.importer import import_population
+    from civicard.adapters.cli.progress import staged_progress
+    from civicard.transparency.access import AccessContext, Actor
+
+    if not source.is_dir():
+        raise fail(f"{source} is not a directory")
+    context = AccessContext(Actor("cli:registry-import", "system"), "bulk_import")
+    with container() as built, staged_progress("Importing") as progress:
+        report = run_checked(lambda: import_population(built.engine, source, context, built.clock, progress))
+    out.print(f"imported {report}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="civicard")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
