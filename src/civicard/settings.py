@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
@@ -19,7 +19,7 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 _SCANNED_SUFFIXES = {".py", ".md", ".yaml", ".yml", ".toml", ".txt", ".cfg", ".ini", ".env", ".json", ".sh", ""}
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     DEMO = "demo"
     PRODUCTION = "production"
 

@@ -31,9 +31,17 @@ UowFor = Callable[..., SqlUnitOfWork]
 
 def _person(**overrides: object) -> EnrollPerson:
     fields: dict[str, object] = dict(
-        given_names="María José", first_surname="Pérez", second_surname="Gómez", birth_date=date(1984, 3, 9),
-        birth_place="San Rafael", sex="F", address_line="Calle 5 # 10-20", municipality="NOR-01", postcode="10001",
-        phone="+57 300 555 0101", national_id="52123456",
+        given_names="María José",
+        first_surname="Pérez",
+        second_surname="Gómez",
+        birth_date=date(1984, 3, 9),
+        birth_place="San Rafael",
+        sex="F",
+        address_line="Calle 5 # 10-20",
+        municipality="NOR-01",
+        postcode="10001",
+        phone="+57 300 555 0101",
+        national_id="52123456",
     )
     return EnrollPerson(**(fields | overrides))  # type: ignore[arg-type]
 
@@ -105,8 +113,14 @@ def test_the_database_itself_refuses_a_second_current_membership(uow_for: UowFor
     with pytest.raises(Exception, match=r"(?i)unique|duplicate"), uow_for("enrollment") as uow:
         uow.connection.execute(
             t.memberships.insert().values(
-                id="f" * 32, household_id=second, person_id=person.id, relationship="reference",
-                valid_from=date(2026, 1, 1), recorded_at=uow.clock.now(), recorded_by="x", reason="bypass",
+                id="f" * 32,
+                household_id=second,
+                person_id=person.id,
+                relationship="reference",
+                valid_from=date(2026, 1, 1),
+                recorded_at=uow.clock.now(),
+                recorded_by="x",
+                reason="bypass",
             )
         )
 
@@ -168,8 +182,15 @@ def test_a_corrected_fact_keeps_its_history_and_the_correction_is_in_force(uow_f
     with uow_for("enrollment") as uow:
         person = enroll_person(uow, _person(household_id=household_id))
     with uow_for() as uow:
-        wrong = record_fact(uow, "incomes", person.id, {"source": "wages"}, {"monthly_amount_minor": 410_00},
-                            date(2026, 1, 1), "declared at the desk")
+        wrong = record_fact(
+            uow,
+            "incomes",
+            person.id,
+            {"source": "wages"},
+            {"monthly_amount_minor": 410_00},
+            date(2026, 1, 1),
+            "declared at the desk",
+        )
     with uow_for() as uow:
         right = correct_fact(uow, "incomes", wrong.id, {"monthly_amount_minor": 310_00}, "payslip shows 310")
     with uow_for() as uow:
@@ -208,9 +229,10 @@ def test_identity_correction_keeps_old_and_new_values(uow_for: UowFor) -> None:
         rows = uow.connection.execute(select(t.person_corrections)).all()
         found = search_persons(uow, "peres")
     assert {(r.field, r.old_value, r.new_value) for r in rows} == {
-        ("first_surname", "Pérez", "Peres"), ("birth_date", "1984-03-09", "1984-09-03")
+        ("first_surname", "Pérez", "Peres"),
+        ("birth_date", "1984-03-09", "1984-09-03"),
     }
-    assert [p.id for p in found] == [person.id]
+    assert [m.person.id for m in found] == [person.id]
 
 
 def test_search_ignores_accents_and_case_and_finds_document_numbers(uow_for: UowFor) -> None:
@@ -218,8 +240,8 @@ def test_search_ignores_accents_and_case_and_finds_document_numbers(uow_for: Uow
     with uow_for("enrollment") as uow:
         person = enroll_person(uow, _person(household_id=household_id))
     with uow_for("enrollment") as uow:
-        assert [p.id for p in search_persons(uow, "MARIA perez")] == [person.id]
-        assert [p.id for p in search_persons(uow, "52123456")] == [person.id]
+        assert [m.person.id for m in search_persons(uow, "MARIA perez")] == [person.id]
+        assert [m.person.id for m in search_persons(uow, "52123456")] == [person.id]
         assert search_persons(uow, "100%_") == []
 
 

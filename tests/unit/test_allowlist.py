@@ -12,10 +12,31 @@ from civicard.registry.vocabulary import vocabulary
 @pytest.mark.parametrize(
     "name",
     [
-        "political_party", "politics", "party_member", "partyAffiliation", "rally_attended", "voted",
-        "voter_id", "voting_place", "electoral_roll", "religion", "religious_group", "church", "ethnicity",
-        "ethnic_origin", "race", "caste", "union_member", "trade_union", "sexual_orientation", "orientation",
-        "social_media", "socialMediaHandle", "facebook", "twitter_account", "instagram",
+        "political_party",
+        "politics",
+        "party_member",
+        "partyAffiliation",
+        "rally_attended",
+        "voted",
+        "voter_id",
+        "voting_place",
+        "electoral_roll",
+        "religion",
+        "religious_group",
+        "church",
+        "ethnicity",
+        "ethnic_origin",
+        "race",
+        "caste",
+        "union_member",
+        "trade_union",
+        "sexual_orientation",
+        "orientation",
+        "social_media",
+        "socialMediaHandle",
+        "facebook",
+        "twitter_account",
+        "instagram",
     ],
 )
 def test_each_forbidden_concept_is_recognised(name: str) -> None:
@@ -24,8 +45,19 @@ def test_each_forbidden_concept_is_recognised(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["given_names", "first_surname", "municipality", "postcode", "monthly_amount_minor", "relationship",
-     "reunion_date", "valid_from", "degree_percent", "partial_income", "benefit"],
+    [
+        "given_names",
+        "first_surname",
+        "municipality",
+        "postcode",
+        "monthly_amount_minor",
+        "relationship",
+        "reunion_date",
+        "valid_from",
+        "degree_percent",
+        "partial_income",
+        "benefit",
+    ],
 )
 def test_ordinary_registry_names_are_not_flagged(name: str) -> None:
     assert forbidden_concept(name) is None
@@ -46,6 +78,8 @@ def test_every_vocabulary_code_and_label_is_free_of_forbidden_concepts() -> None
 def test_every_personal_column_has_a_known_category() -> None:
     spec = allow_list()
     known = set(spec.categories) | {"technical"}
-    bad = [f"{t}.{c.name}" for t, table in spec.tables.items() for c in table.columns.values() if c.category not in known]
+    bad = [
+        f"{t}.{c.name}" for t, table in spec.tables.items() for c in table.columns.values() if c.category not in known
+    ]
     assert bad == []
     assert spec.special_categories() == {"health"}

@@ -84,8 +84,12 @@ def create_household(uow: RegistryUnitOfWork, cmd: CreateHousehold) -> Household
     )
     uow.households.add(household)
     record_change(
-        uow.access_log, uow.context, [Subject.household(household.id)], ["household"],
-        "household.created", uow.clock.now(),
+        uow.access_log,
+        uow.context,
+        [Subject.household(household.id)],
+        ["household"],
+        "household.created",
+        uow.clock.now(),
     )
     uow.commit()
     return household
@@ -104,7 +108,12 @@ def add_member(
 
 
 def move_member(
-    uow: RegistryUnitOfWork, person_id: str, to_household_id: str, relationship: str, reason: str, on: date | None = None
+    uow: RegistryUnitOfWork,
+    person_id: str,
+    to_household_id: str,
+    relationship: str,
+    reason: str,
+    on: date | None = None,
 ) -> Membership:
     """End the current membership and start one in another household, in one transaction."""
     day = on or uow.clock.today()
@@ -150,7 +159,9 @@ def correct_person(uow: RegistryUnitOfWork, person_id: str, changes: dict[str, A
     return updated
 
 
-def _join(uow: RegistryUnitOfWork, person_id: str, household_id: str, relationship: str, day: date, reason: str) -> Membership:
+def _join(
+    uow: RegistryUnitOfWork, person_id: str, household_id: str, relationship: str, day: date, reason: str
+) -> Membership:
     if not is_id(household_id) or uow.households.get(household_id) is None:
         raise NotFound("unknown_household", f"No household with id '{household_id}'.")
     vocabulary().require("relationships", relationship, "relationship")
@@ -164,8 +175,14 @@ def _join(uow: RegistryUnitOfWork, person_id: str, household_id: str, relationsh
     ):
         raise Conflict("reference_person_exists", "The household already has a reference person.")
     membership = Membership(
-        id=new_id(), household_id=household_id, person_id=person_id, relationship=relationship,
-        valid_from=day, valid_to=None, recorded_at=uow.clock.now(), recorded_by=uow.context.actor.id,
+        id=new_id(),
+        household_id=household_id,
+        person_id=person_id,
+        relationship=relationship,
+        valid_from=day,
+        valid_to=None,
+        recorded_at=uow.clock.now(),
+        recorded_by=uow.context.actor.id,
         reason=_text(reason, "reason", 500),
     )
     uow.memberships.add(membership)

@@ -65,7 +65,9 @@ def validate_fact(kind: FactKind, key: dict[str, Any], values: dict[str, Any]) -
     return clean_key, clean_values
 
 
-def _exact_fields(expected: tuple[str, ...], given: dict[str, Any], what: str, optional: set[str] | None = None) -> None:
+def _exact_fields(
+    expected: tuple[str, ...], given: dict[str, Any], what: str, optional: set[str] | None = None
+) -> None:
     unknown = set(given) - set(expected)
     if unknown:
         raise InvalidInput(
@@ -83,7 +85,9 @@ def _clean(column: ColumnSpec, value: Any) -> Any:
         if not isinstance(value, str):
             raise InvalidInput("invalid_code", f"{label} must be a code.")
         assert column.codes is not None
-        return vocabulary().require(column.codes, value, column.name if column.codes != "health_codes" else "condition_code")
+        return vocabulary().require(
+            column.codes, value, column.name if column.codes != "health_codes" else "condition_code"
+        )
     if column.type == "money":
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidInput("invalid_amount", f"{label} must be a whole number of céntimos.")

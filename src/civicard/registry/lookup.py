@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from civicard.registry.facts import FACT_KINDS
-from civicard.registry.model import FactVersion, HouseholdRecord, Person, PersonRecord, current_versions, fold
+from civicard.registry.model import FactVersion, HouseholdRecord, PersonMatch, PersonRecord, current_versions, fold
 from civicard.registry.ports import RegistryUnitOfWork
 from civicard.shared.errors import InvalidInput, NotFound
 from civicard.shared.ids import is_id
@@ -36,7 +36,7 @@ def get_person(uow: RegistryUnitOfWork, person_id: str, on: date | None = None) 
     )
 
 
-def search_persons(uow: RegistryUnitOfWork, query: str, limit: int = 20) -> list[Person]:
+def search_persons(uow: RegistryUnitOfWork, query: str, limit: int = 20) -> list[PersonMatch]:
     """Find persons by any part of their names or by document number (accents and case ignored)."""
     words = [w for w in fold(clean_text(query, "query", 200, required=False)).split() if w]
     if not words or sum(len(w) for w in words) < 2:
@@ -44,11 +44,19 @@ def search_persons(uow: RegistryUnitOfWork, query: str, limit: int = 20) -> list
     limit = max(1, min(limit, MAX_PAGE))
     found = uow.persons.search(words, limit)
     disclose(
-        uow.access_log, uow.context, [Subject.person(p.id) for p in found], ["identity"], "person.search",
+        uow.access_log,
+        uow.context,
+        [Subject.person(p.id) for p in found],
+        ["identity", "household"],
+        "person.search",
         uow.clock.now(),
     )
+    matches = []
+    for person in found:
+        membership = uow.memberships.current_of_person(person.id)
+        matches.append(PersonMatch(person, membership.household_id if membership else None))
     uow.commit()
-    return found
+    return matches
 
 
 def get_household(uow: RegistryUnitOfWork, household_id: str, on: date | None = None) -> HouseholdRecord:
@@ -80,7 +88,11 @@ def list_households(
         raise InvalidInput("invalid_cursor", "The page cursor is not a household id.")
     page = uow.households.page(limit, after, region)
     granted = disclose(
-        uow.access_log, uow.context, [Subject.household(h.id) for h in page], ["household"], "household.list",
+        uow.access_log,
+        uow.context,
+        [Subject.household(h.id) for h in page],
+        ["household"],
+        "household.list",
         uow.clock.now(),
     )
     uow.commit()

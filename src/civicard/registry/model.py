@@ -119,6 +119,14 @@ class PersonRecord:
 
 
 @dataclass(frozen=True)
+class PersonMatch:
+    """A search result: who, and which household they are in now (if any)."""
+
+    person: Person
+    household_id: str | None
+
+
+@dataclass(frozen=True)
 class HouseholdRecord:
     household: Household
     members: list[tuple[Membership, Person | None]]

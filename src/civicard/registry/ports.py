@@ -45,12 +45,19 @@ class FactRepository(Protocol):
 class RegistryUnitOfWork(Protocol):
     """One transaction. Nothing is stored until `commit`; leaving without it rolls back."""
 
-    context: AccessContext
-    clock: Clock
-    persons: PersonRepository
-    households: HouseholdRepository
-    memberships: MembershipRepository
-    facts: FactRepository
-    access_log: AccessLog
+    @property
+    def context(self) -> AccessContext: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def persons(self) -> PersonRepository: ...
+    @property
+    def households(self) -> HouseholdRepository: ...
+    @property
+    def memberships(self) -> MembershipRepository: ...
+    @property
+    def facts(self) -> FactRepository: ...
+    @property
+    def access_log(self) -> AccessLog: ...
 
     def commit(self) -> None: ...

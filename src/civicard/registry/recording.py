@@ -75,8 +75,16 @@ def _version(
         raise InvalidInput("invalid_date", "valid_from is before 1900.")
     text = clean_text(reason, "reason", 500)
     return FactVersion(
-        kind=kind.name, id=new_id(), subject_id=subject_id, key=key, values=values, valid_from=valid_from,
-        recorded_at=uow.clock.now(), recorded_by=uow.context.actor.id, reason=text, supersedes_id=supersedes,
+        kind=kind.name,
+        id=new_id(),
+        subject_id=subject_id,
+        key=key,
+        values=values,
+        valid_from=valid_from,
+        recorded_at=uow.clock.now(),
+        recorded_by=uow.context.actor.id,
+        reason=text,
+        supersedes_id=supersedes,
     )
 
 

@@ -83,8 +83,7 @@ class PurposePolicy:
             allowed = ", ".join(sorted(role_purposes)) or "none"
             raise Forbidden(
                 "purpose_not_allowed",
-                f"A {context.actor.role} may not read personal data for '{context.purpose}' "
-                f"(allowed: {allowed}).",
+                f"A {context.actor.role} may not read personal data for '{context.purpose}' (allowed: {allowed}).",
             )
         return self.purposes[context.purpose]
 

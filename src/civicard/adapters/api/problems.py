@@ -28,8 +28,14 @@ PROBLEM = "application/problem+json"
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: object) -> JSONResponse:
-    body = {"type": f"https://civicard.example/problems/{code}", "title": title, "status": status,
-            "code": code, "detail": detail, **extra}
+    body = {
+        "type": f"https://civicard.example/problems/{code}",
+        "title": title,
+        "status": status,
+        "code": code,
+        "detail": detail,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
@@ -45,8 +51,9 @@ def install_problem_handlers(app: FastAPI) -> None:
             {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "message": e.get("msg", "")}
             for e in exc.errors()
         ]
-        return problem(422, "invalid_request", "Invalid request", "Some fields are missing or malformed.",
-                       errors=errors)
+        return problem(
+            422, "invalid_request", "Invalid request", "Some fields are missing or malformed.", errors=errors
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
@@ -29,7 +29,7 @@ from civicard.registry import enrollment, lookup, recording
 from civicard.shared.errors import InvalidInput
 
 router = APIRouter(prefix="/v1", tags=["registry"])
-PROBLEMS = {
+PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No (or not allowed) identity"},
     403: {"description": "Purpose not allowed for this role"},
     404: {"description": "Unknown person, household or fact"},
@@ -132,9 +132,7 @@ def add_member(household_id: str, body: MemberIn, app: App, access: Access) -> C
 @router.post("/households/{household_id}/facts", status_code=status.HTTP_201_CREATED, responses=PROBLEMS)
 def record_household_fact(household_id: str, body: FactIn, app: App, access: Access) -> FactOut:
     with app.uow(access) as uow:
-        fact = recording.record_fact(
-            uow, body.kind, household_id, body.key, body.values, body.valid_from, body.reason
-        )
+        fact = recording.record_fact(uow, body.kind, household_id, body.key, body.values, body.valid_from, body.reason)
     return FactOut.of(fact)
 
 

@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from civicard.registry.model import FactVersion, Household, HouseholdRecord, Membership, Person, PersonRecord
+from civicard.registry.model import (
+    FactVersion,
+    Household,
+    HouseholdRecord,
+    Membership,
+    Person,
+    PersonMatch,
+    PersonRecord,
+)
 
 FactKindName = Literal["employment", "incomes", "properties", "health_needs", "benefits_received"]
 
@@ -133,8 +141,13 @@ class PersonOut(BaseModel):
             id=r.person_id,
             categories=sorted(r.categories),
             identity=IdentityOut.of(r.person) if r.person else None,
-            household=MembershipOut(household_id=r.membership.household_id, relationship=r.membership.relationship,
-                                    valid_from=r.membership.valid_from) if r.membership else None,
+            household=MembershipOut(
+                household_id=r.membership.household_id,
+                relationship=r.membership.relationship,
+                valid_from=r.membership.valid_from,
+            )
+            if r.membership
+            else None,
             facts=[FactOut.of(f) for f in r.facts],
         )
 
@@ -145,11 +158,19 @@ class PersonSummaryOut(BaseModel):
     birth_date: date
     municipality: str
     national_id: str | None
+    household_id: str | None
 
     @classmethod
-    def of(cls, p: Person) -> PersonSummaryOut:
-        return cls(id=p.id, full_name=p.full_name, birth_date=p.birth_date, municipality=p.municipality,
-                   national_id=p.national_id)
+    def of(cls, match: PersonMatch) -> PersonSummaryOut:
+        p = match.person
+        return cls(
+            id=p.id,
+            full_name=p.full_name,
+            birth_date=p.birth_date,
+            municipality=p.municipality,
+            national_id=p.national_id,
+            household_id=match.household_id,
+        )
 
 
 class MemberOut(BaseModel):
@@ -161,8 +182,13 @@ class MemberOut(BaseModel):
 
     @classmethod
     def of(cls, m: Membership, p: Person | None) -> MemberOut:
-        return cls(person_id=m.person_id, relationship=m.relationship, valid_from=m.valid_from,
-                   full_name=p.full_name if p else None, birth_date=p.birth_date if p else None)
+        return cls(
+            person_id=m.person_id,
+            relationship=m.relationship,
+            valid_from=m.valid_from,
+            full_name=p.full_name if p else None,
+            birth_date=p.birth_date if p else None,
+        )
 
 
 class HouseholdOut(BaseModel):
@@ -180,9 +206,15 @@ class HouseholdOut(BaseModel):
     def of_record(cls, r: HouseholdRecord) -> HouseholdOut:
         h: Household = r.household
         return cls(
-            id=h.id, region=h.region, municipality=h.municipality, address_line=h.address_line,
-            postcode=h.postcode, created_at=h.created_at, categories=sorted(r.categories),
-            members=[MemberOut.of(m, p) for m, p in r.members], facts=[FactOut.of(f) for f in r.facts],
+            id=h.id,
+            region=h.region,
+            municipality=h.municipality,
+            address_line=h.address_line,
+            postcode=h.postcode,
+            created_at=h.created_at,
+            categories=sorted(r.categories),
+            members=[MemberOut.of(m, p) for m, p in r.members],
+            facts=[FactOut.of(f) for f in r.facts],
         )
 
 

@@ -63,17 +63,21 @@ class SqlPersons:
         )
         return [_person(r) for r in self.conn.execute(query)]
 
-    def update(
-        self, person: Person, changes: dict[str, tuple[Any, Any]], by: str, reason: str, at: datetime
-    ) -> None:
+    def update(self, person: Person, changes: dict[str, tuple[Any, Any]], by: str, reason: str, at: datetime) -> None:
         values = {f: new for f, (_, new) in changes.items()} | {"search_key": person.search_key}
         self.conn.execute(update(t.persons).where(t.persons.c.id == person.id).values(**values))
         self.conn.execute(
             insert(t.person_corrections),
             [
                 {
-                    "id": new_id(), "person_id": person.id, "field": f, "old_value": _text(old),
-                    "new_value": _text(new), "corrected_at": at, "corrected_by": by, "reason": reason,
+                    "id": new_id(),
+                    "person_id": person.id,
+                    "field": f,
+                    "old_value": _text(old),
+                    "new_value": _text(new),
+                    "corrected_at": at,
+                    "corrected_by": by,
+                    "reason": reason,
                 }
                 for f, (old, new) in changes.items()
             ],
@@ -126,9 +130,7 @@ class SqlMemberships:
 
     def current_of_person(self, person_id: str) -> Membership | None:
         m = t.memberships.c
-        row = self.conn.execute(
-            select(t.memberships).where(m.person_id == person_id, m.valid_to.is_(None))
-        ).first()
+        row = self.conn.execute(select(t.memberships).where(m.person_id == person_id, m.valid_to.is_(None))).first()
         return self._membership(row) if row else None
 
     def current_of_household(self, household_id: str) -> list[Membership]:
@@ -161,9 +163,15 @@ class SqlFacts:
         kind = FACT_KINDS[version.kind]
         self.conn.execute(
             insert(t.FACT_TABLES[kind.name]).values(
-                id=version.id, valid_from=version.valid_from, recorded_at=version.recorded_at,
-                recorded_by=version.recorded_by, reason=version.reason, supersedes_id=version.supersedes_id,
-                **{kind.subject_column: version.subject_id}, **version.key, **version.values,
+                id=version.id,
+                valid_from=version.valid_from,
+                recorded_at=version.recorded_at,
+                recorded_by=version.recorded_by,
+                reason=version.reason,
+                supersedes_id=version.supersedes_id,
+                **{kind.subject_column: version.subject_id},
+                **version.key,
+                **version.values,
             )
         )
 
@@ -186,10 +194,16 @@ class SqlFacts:
     def _version(kind_name: str, row: Row[Any]) -> FactVersion:
         kind = FACT_KINDS[kind_name]
         return FactVersion(
-            kind=kind_name, id=row.id, subject_id=getattr(row, kind.subject_column),
-            key={k: getattr(row, k) for k in kind.keys}, values={v: getattr(row, v) for v in kind.values},
-            valid_from=row.valid_from, recorded_at=_utc(row.recorded_at), recorded_by=row.recorded_by,
-            reason=row.reason, supersedes_id=row.supersedes_id,
+            kind=kind_name,
+            id=row.id,
+            subject_id=getattr(row, kind.subject_column),
+            key={k: getattr(row, k) for k in kind.keys},
+            values={v: getattr(row, v) for v in kind.values},
+            valid_from=row.valid_from,
+            recorded_at=_utc(row.recorded_at),
+            recorded_by=row.recorded_by,
+            reason=row.reason,
+            supersedes_id=row.supersedes_id,
         )
 
 
@@ -202,11 +216,15 @@ class SqlAccessLog:
             insert(t.access_log),
             [
                 {
-                    "occurred_at": e.occurred_at, "actor": e.actor, "role": e.role, "purpose": e.purpose,
+                    "occurred_at": e.occurred_at,
+                    "actor": e.actor,
+                    "role": e.role,
+                    "purpose": e.purpose,
                     "action": e.action,
                     "subject_person_id": e.subject.person_id if e.subject else None,
                     "subject_household_id": e.subject.household_id if e.subject else None,
-                    "categories": " ".join(e.categories), "detail": e.detail,
+                    "categories": " ".join(e.categories),
+                    "detail": e.detail,
                 }
                 for e in entries
             ],

@@ -183,9 +183,7 @@ access_log = Table(
     Column("detail", Text, nullable=False),
 )
 
-FACT_TABLES: dict[str, Table] = {
-    t.name: t for t in (employment, incomes, properties, health_needs, benefits_received)
-}
+FACT_TABLES: dict[str, Table] = {t.name: t for t in (employment, incomes, properties, health_needs, benefits_received)}
 
 # Tables whose rows are about a person or household: reading or writing them needs an access context.
 PERSONAL_TABLES: tuple[str, ...] = (

@@ -22,8 +22,14 @@ HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 DEMO_REGISTRAR = Actor("demo-registrar", "registrar")
-PAGE_STATUS = {ErrorKind.INVALID: 422, ErrorKind.NOT_FOUND: 404, ErrorKind.CONFLICT: 409,
-               ErrorKind.FORBIDDEN: 403, ErrorKind.UNAUTHENTICATED: 401, ErrorKind.UNAVAILABLE: 503}
+PAGE_STATUS = {
+    ErrorKind.INVALID: 422,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.UNAVAILABLE: 503,
+}
 
 
 def mount_static(app: FastAPI) -> None:
@@ -37,16 +43,16 @@ def _registrar(app: App, purpose: str) -> AccessContext:
     return AccessContext(DEMO_REGISTRAR, purpose)
 
 
-def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+def _render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
     policy = purpose_policy()
     purposes = {p: policy.descriptions[p] for p in sorted(policy.roles[DEMO_REGISTRAR.role])}
     return templates.TemplateResponse(
-        request, name, {"purposes": purposes, "vocab": vocabulary(), **context}, status_code=status
+        request, name, {"purposes": purposes, "vocab": vocabulary(), **context}, status_code=status_code
     )
 
 
 def _error(request: Request, name: str, exc: DomainError, **context: Any) -> HTMLResponse:
-    return _render(request, name, PAGE_STATUS[exc.kind], error=exc, **context)
+    return _render(request, name, status_code=PAGE_STATUS[exc.kind], error=exc, **context)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -61,17 +67,18 @@ def registrar_home(request: Request) -> HTMLResponse:
 
 @router.post("/registrar/search", response_class=HTMLResponse)
 def registrar_search(
-    request: Request, app: App, q: Annotated[str, Form(max_length=200)] = "",
+    request: Request,
+    app: App,
+    q: Annotated[str, Form(max_length=200)] = "",
     purpose: Annotated[str, Form(max_length=60)] = "enrollment",
 ) -> HTMLResponse:
-    page = {"query": q, "purpose": purpose}
+    page: dict[str, Any] = {"query": q, "purpose": purpose}
     try:
         with app.uow(_registrar(app, purpose)) as uow:
             found = lookup.search_persons(uow, q, limit=50)
-            households = {p.id: uow.memberships.current_of_person(p.id) for p in found}
     except DomainError as exc:
         return _error(request, "registrar_search.html", exc, results=None, **page)
-    return _render(request, "registrar_search.html", results=found, households=households, **page)
+    return _render(request, "registrar_search.html", results=found, **page)
 
 
 @router.get("/registrar/households/{household_id}", response_class=HTMLResponse)

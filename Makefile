@@ -1,0 +1,50 @@
+# civicard — `make run` serves the demo town; `make test` runs the whole suite. Both set up .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test install install-dev lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## run: install, migrate the embedded SQLite database in var/, load the demo town and serve it
+run: $(VENV)/.installed
+	$(BIN)/civicard demo
+
+## test: install dev extras, then lint, type-check and run every test (SQLite, PostgreSQL, browser)
+test: $(VENV)/.installed-dev
+	@bash scripts/system-deps.sh || echo "WARNING: could not install system packages; browser tests will skip"
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest tests/unit -q
+
+## bench: full-size benchmarks (slow); results go to bench/RESULTS.md by hand for now
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/merkle_bench.py
+	$(BIN)/python bench/import_bench.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

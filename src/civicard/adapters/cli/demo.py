@@ -1,0 +1,126 @@
+"""The demo town: a synthetic population plus one showcase family enrolled through the services."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+
+from rich.console import Console
+from sqlalchemy import func, select
+
+from civicard.adapters.bulk.importer import import_population
+from civicard.adapters.cli.progress import staged_progress
+from civicard.adapters.db import tables
+from civicard.adapters.db.migrate import upgrade
+from civicard.bootstrap import Container
+from civicard.registry.enrollment import CreateHousehold, EnrollPerson, create_household, enroll_person
+from civicard.registry.population import PopulationSpec, generate_population
+from civicard.registry.recording import correct_fact, record_fact
+from civicard.transparency.access import AccessContext, Actor
+
+DEMO_SYSTEM = AccessContext(Actor("demo:setup", "system"), "demo_setup")
+DEMO_REGISTRAR = Actor("demo-registrar", "registrar")
+SHOWCASE_NAME = "María José Pérez Gómez"
+
+
+def load_demo_town(container: Container, households: int, seed: int, console: Console) -> None:
+    """Migrate, then load the town once; later runs keep the data (and its access log) as it is."""
+    url = container.settings.effective_database_url
+    upgrade(url)
+    with container.uow(DEMO_SYSTEM) as uow:
+        persons = uow.connection.execute(select(func.count()).select_from(tables.persons)).scalar_one()
+    if persons:
+        console.print(f"Demo town already loaded ({persons:,} persons) in {_where(container)}.")
+    else:
+        _load(container, households, seed, console)
+    _print_guide(container, console)
+
+
+def _load(container: Container, households: int, seed: int, console: Console) -> None:
+    source = container.settings.data_dir / "demo-population"
+    shutil.rmtree(source, ignore_errors=True)
+    console.print(f"Generating a demo town of {households:,} households (seed {seed})…")
+    generate_population(PopulationSpec(households=households, seed=seed, duplicate_share=0.03), source)
+    with staged_progress("Importing") as progress:
+        report = import_population(container.engine, source, DEMO_SYSTEM, container.clock, progress)
+    console.print(f"Imported {report}.")
+    _enroll_showcase_family(container)
+    shutil.rmtree(source, ignore_errors=True)
+
+
+def _enroll_showcase_family(container: Container) -> None:
+    """A family enrolled at the desk, with facts and one correction, so the history is realistic."""
+    desk = AccessContext(DEMO_REGISTRAR, "enrollment")
+    facts = AccessContext(DEMO_REGISTRAR, "fact_correction")
+    with container.uow(desk) as uow:
+        home = create_household(uow, CreateHousehold("CEN-01", "Carrera 7 # 12-45", "50012"))
+    members = [
+        ("María José", "Pérez", "Gómez", date(1984, 3, 9), "F", "52123456", "reference"),
+        ("Juan Carlos", "Rodríguez", "López", date(1981, 11, 23), "M", "80456789", "spouse"),
+        ("Valentina", "Rodríguez", "Pérez", date(2016, 6, 2), "F", None, "child"),
+        ("Mateo", "Rodríguez", "Pérez", date(2021, 1, 15), "M", None, "child"),
+    ]
+    ids = []
+    for given, first, second, born, sex, document, relationship in members:
+        with container.uow(desk) as uow:
+            person = enroll_person(
+                uow,
+                EnrollPerson(
+                    given_names=given,
+                    first_surname=first,
+                    second_surname=second,
+                    birth_date=born,
+                    birth_place="Ciudad Capital",
+                    sex=sex,
+                    address_line="Carrera 7 # 12-45",
+                    municipality="CEN-01",
+                    postcode="50012",
+                    phone="+57 301 555 0142",
+                    national_id=document,
+                    household_id=home.id,
+                    relationship=relationship,
+                ),
+            )
+        ids.append(person.id)
+    with container.uow(facts) as uow:
+        record_fact(uow, "employment", ids[0], {}, {"status": "informal"}, date(2025, 1, 1), "declared at the desk")
+    with container.uow(facts) as uow:
+        wrong = record_fact(
+            uow,
+            "incomes",
+            ids[0],
+            {"source": "informal_work"},
+            {"monthly_amount_minor": 41_000_00},
+            date(2025, 1, 1),
+            "declared at the desk",
+        )
+    with container.uow(facts) as uow:
+        correct_fact(uow, "incomes", wrong.id, {"monthly_amount_minor": 31_000_00}, "typing error: she said 310,000")
+    with container.uow(facts) as uow:
+        record_fact(uow, "employment", ids[1], {}, {"status": "unemployed"}, date(2026, 3, 1), "lost his job")
+    with container.uow(facts) as uow:
+        record_fact(
+            uow,
+            "health_needs",
+            ids[3],
+            {"kind": "chronic", "code": "J45"},
+            {},
+            date(2024, 5, 1),
+            "asthma, clinic certificate",
+        )
+
+
+def _where(container: Container) -> str:
+    return container.settings.effective_database_url.split("///")[-1]
+
+
+def _print_guide(container: Container, console: Console) -> None:
+    console.print(
+        "\n[bold]civicard demo town[/bold] — DEMO MODE (a generated root key in "
+        f"{container.settings.data_dir / 'demo-root.key'}; never use it for real people)\n"
+        "  Open  http://127.0.0.1:8000/            landing page\n"
+        "        http://127.0.0.1:8000/registrar   search e.g. 'maria perez' or document 52123456\n"
+        "        http://127.0.0.1:8000/docs        the API (send X-Civicard-Actor, -Role, -Purpose headers)\n"
+        "  You act as the demo registrar 'demo-registrar'; staff sign-in arrives with the access-log work.\n",
+        highlight=False,
+    )
