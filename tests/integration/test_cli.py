@@ -1,0 +1,82 @@
+"""The CLI's exit codes: 0 success, 1 the operation failed (one-line reason), 2 usage error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from civicard.adapters.cli.main import app
+from civicard.adapters.db import tables
+from civicard.adapters.db.engine import make_engine
+from civicard.adapters.db.uow import SqlUnitOfWork
+from civicard.shared.clock import Clock
+from civicard.transparency.access import AccessContext, Actor
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"CIVICARD_DATA_DIR": str(tmp_path / "var"), "CIVICARD_MODE": "demo", "CIVICARD_DATABASE_URL": ""}
+
+
+def _persons(url: str) -> int:
+    engine = make_engine(url)
+    try:
+        context = AccessContext(Actor("test", "system"), "demo_setup")
+        with SqlUnitOfWork(engine, context, Clock()) as uow:
+            return int(uow.connection.execute(select(func.count()).select_from(tables.persons)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_db_upgrade_creates_the_schema_and_says_its_revision(env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["db", "upgrade"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "schema at revision 0001" in result.output
+
+
+def test_an_unknown_command_or_missing_argument_is_a_usage_error(env: dict[str, str]) -> None:
+    assert runner.invoke(app, ["registry", "import"], env=env).exit_code == 2
+    assert runner.invoke(app, ["no-such-command"], env=env).exit_code == 2
+    assert runner.invoke(app, ["population", "generate", "--households", "0", "--out", "x"], env=env).exit_code == 2
+
+
+def test_importing_a_missing_directory_fails_with_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    result = runner.invoke(app, ["registry", "import", str(tmp_path / "nowhere")], env=env)
+    assert result.exit_code == 1
+    assert "is not a directory" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_production_without_a_key_fails_with_the_reason(env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["db", "upgrade"], env=env | {"CIVICARD_MODE": "production"})
+    assert result.exit_code == 1
+    assert "CIVICARD_ROOT_KEY is required" in result.output
+
+
+def test_demo_loads_the_town_once_and_keeps_it(env: dict[str, str], tmp_path: Path) -> None:
+    first = runner.invoke(app, ["demo", "--households", "30", "--no-serve"], env=env)
+    assert first.exit_code == 0, first.output
+    url = f"sqlite:///{(tmp_path / 'var' / 'civicard.db').resolve()}"
+    loaded = _persons(url)
+    assert loaded > 30 + 4  # the generated town plus the showcase family
+    second = runner.invoke(app, ["demo", "--households", "30", "--no-serve"], env=env)
+    assert second.exit_code == 0 and "already loaded" in second.output
+    assert _persons(url) == loaded
+
+
+def test_population_generate_then_import_loads_the_registry(env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "pop"
+    generated = runner.invoke(app, ["population", "generate", "--households", "50", "--seed", "3", "--out", str(out)])
+    assert generated.exit_code == 0, generated.output
+    assert (out / "persons.parquet").exists()
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+    imported = runner.invoke(app, ["registry", "import", str(out)], env=env)
+    assert imported.exit_code == 0, imported.output
+    again = runner.invoke(app, ["registry", "import", str(out)], env=env)
+    assert again.exit_code == 1
+    assert "import_already_present" in again.output
