@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ REF, SPOUSE, CHILD, PARENT, SIBLING, GRANDCHILD, GRANDPARENT, OTHER, NON_RELATIV
 _EXTRA_ROLE_P = np.array([0, 0, 0.74, 0.06, 0.05, 0.07, 0.01, 0.05, 0.02])
 # A duplicate enrolled in the same household is recorded with a plausible wrong relationship.
 _CONFUSED_ROLE = np.array([[OTHER, NON_RELATIVE], [NON_RELATIVE, OTHER], [GRANDCHILD, OTHER],
-                           [GRANDPARENT, OTHER], [OTHER, CHILD], [CHILD, OTHER], [PARENT, OTHER],
+                           [GRANDPARENT, OTHER], [OTHER, NON_RELATIVE], [CHILD, OTHER], [PARENT, OTHER],
                            [NON_RELATIVE, SIBLING], [OTHER, OTHER]])
 # Household sizes 1..9, mean about 3.3 (a poor, often multi-generational population).
 _SIZE_P = np.array([0.15, 0.22, 0.22, 0.19, 0.11, 0.06, 0.025, 0.015, 0.01])
@@ -76,6 +76,9 @@ _NICKNAMES = {"José": "Pepe", "Francisco": "Pancho", "Jesús": "Chucho", "Ignac
               "Valentina": "Vale", "Gabriela": "Gaby", "Patricia": "Paty", "Teresa": "Tere",
               "Daniel": "Dani", "Cristina": "Cris", "Margarita": "Marga", "Natalia": "Naty",
               "Sebastián": "Sebas", "Carlos": "Carlitos", "Guadalupe": "Lupe"}
+# Grid streets as in Colombia ("Carrera 45 # 12-30"), and streets named after people.
+_GRID_STREETS = {"Calle": 0.4, "Carrera": 0.4, "Diagonal": 0.1, "Transversal": 0.1}
+_NAMED_STREETS = ("Calle", "Avenida", "Pasaje", "Callejón", "Boulevard", "Privada")
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _DAYS_A_YEAR = 365.2425
@@ -189,8 +192,6 @@ class _Pools:
     compound: Bools  # the pooled given name already has two words ("Juan Pablo")
     surnames: pa.Array
     surname_p: Floats
-    prefixes_grid: pa.Array  # Colombian grid streets: Calle 45 # 12-30
-    prefixes_named: pa.Array  # named streets: Avenida Morales 1203
 
 
 def _weights(names: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
@@ -208,7 +209,7 @@ def _pooled(lists: Sequence[tuple[float, Sequence[str] | Mapping[str, float]]],
             exclude: set[str]) -> dict[str, float]:
     """Merge locale lists; es_AR writes "Sofia" for "Sofía", so spellings are unified by the
     most accented variant of each word, keeping one identity per name."""
-    words = [w for _, names in lists for name in names for w in name.split(" ")]
+    words = [w for _, names in lists for name in names for w in name.split()]
     spelling: dict[str, str] = {}
     for word in words:
         known = spelling.get(_strip_accents(word))
@@ -217,7 +218,7 @@ def _pooled(lists: Sequence[tuple[float, Sequence[str] | Mapping[str, float]]],
     pooled: dict[str, float] = {}
     for share, names in lists:
         for name, weight in _weights(names).items():
-            canonical = " ".join(spelling[_strip_accents(w)] for w in name.split(" "))
+            canonical = " ".join(spelling[_strip_accents(w)] for w in name.split())
             if canonical not in exclude:
                 pooled[canonical] = pooled.get(canonical, 0.0) + share * weight
     return pooled
@@ -225,8 +226,6 @@ def _pooled(lists: Sequence[tuple[float, Sequence[str] | Mapping[str, float]]],
 
 @cache
 def _pools() -> _Pools:
-    from faker.providers.address import es_CO as address_co
-    from faker.providers.address import es_MX as address_mx
     from faker.providers.person import es_AR, es_CO, es_MX
 
     shares = ((0.5, es_CO.Provider), (0.3, es_MX.Provider), (0.2, es_AR.Provider))
@@ -243,14 +242,12 @@ def _pools() -> _Pools:
         female_p=_probabilities(female.values()), male_p=_probabilities(male.values()),
         compound=np.array([" " in name for name in given]),
         surnames=pa.array(list(surnames), pa.string()),
-        surname_p=_probabilities(surnames.values()),
-        prefixes_grid=pa.array([p for p in address_co.Provider.street_prefixes if "." not in p]),
-        prefixes_named=pa.array(list(address_mx.Provider.street_prefixes[:8])))
+        surname_p=_probabilities(surnames.values()))
 
 
 def _probabilities(weights: Any) -> Floats:
     p = np.fromiter(weights, dtype=np.float64)
-    return p / p.sum()
+    return np.asarray(p / p.sum(), dtype=np.float64)
 
 
 def generate_population(spec: PopulationSpec, out_dir: Path,
@@ -276,14 +273,20 @@ def generate_population(spec: PopulationSpec, out_dir: Path,
             for name, schema in SCHEMAS.items()}
         for start in range(0, spec.households, spec.chunk_households):
             n = min(spec.chunk_households, spec.households - start)
-            tables, duplicates = _chunk(world, n, spec.duplicate_share)
-            for name, table in tables.items():
-                writers[name].write_table(table)
-                counts[name] += table.num_rows
-            counts["duplicates"] += duplicates
+            for name, rows in _write_chunk(world, writers, n, spec.duplicate_share).items():
+                counts[name] += rows
             if progress is not None:
                 progress(n)
     return PopulationSummary(**counts)
+
+
+def _write_chunk(world: _World, writers: Mapping[str, pq.ParquetWriter], n: int,
+                 duplicate_share: float) -> dict[str, int]:
+    """Generate and write one chunk; its tables are freed before the next one is built."""
+    tables, duplicates = _chunk(world, n, duplicate_share)
+    for name, table in tables.items():
+        writers[name].write_table(table)
+    return {"duplicates": duplicates} | {name: t.num_rows for name, t in tables.items()}
 
 
 class _Issued:
@@ -293,9 +296,9 @@ class _Issued:
         self._sorted: Ints = np.empty(0, dtype=np.int64)
 
     def taken(self, numbers: Ints) -> Bools:
-        at = np.minimum(np.searchsorted(self._sorted, numbers), max(self._sorted.size - 1, 0))
         if self._sorted.size == 0:
             return np.zeros(numbers.size, dtype=bool)
+        at = np.minimum(np.searchsorted(self._sorted, numbers), self._sorted.size - 1)
         return np.asarray(self._sorted[at] == numbers)
 
     def add(self, numbers: Ints) -> None:
@@ -370,9 +373,8 @@ def _chunk(world: _World, n: int, duplicate_share: float) -> tuple[dict[str, pa.
     people["phone"] = np.where(people["own_phone"], _mobiles(world.rng, people["hh"].size),
                                homes["phone"][people["hh"]])
     facts = _facts(world, people, n)
-    n_dup = round(duplicate_share * people["hh"].size)
-    dup = _duplicates(world, people, homes, n_dup)
-    return _tables(world, people, homes, facts, dup), n_dup
+    dup = _duplicates(world, people, homes, duplicate_share)
+    return _tables(world, people, homes, facts, dup), dup["source"].size
 
 
 def _mobiles(rng: np.random.Generator, n: int) -> Ints:
@@ -391,21 +393,23 @@ def _places(world: _World, n: int) -> dict[str, Any]:
 
 
 def _at(world: _World, municipality: Ints, mobile: Bools) -> dict[str, Any]:
+    """A dwelling in each given municipality: a grid, named-street or block address, a postcode,
+    and a phone (a mobile where asked, otherwise a landline)."""
     rng, codes, pools, n = world.rng, world.codes, world.pools, municipality.size
     region = np.array(codes.municipality_region)[municipality]
     first_of_region = np.searchsorted(codes.municipality_region, region)
-    grid = _join(_pick(pools.prefixes_grid, rng.integers(0, len(pools.prefixes_grid), n)), " ",
+    grid = _join(_pick(tuple(_GRID_STREETS), rng.choice(4, n, p=_probabilities(_GRID_STREETS.values()))), " ",
                  _text(rng.integers(1, 200, n)),
                  _pick(["", "A", "B", "C"], rng.choice(4, n, p=[0.85, 0.07, 0.05, 0.03])),
                  " # ", _text(rng.integers(1, 150, n)), "-", _text(rng.integers(1, 99, n)))
     street = rng.choice(len(pools.surnames), n, p=pools.surname_p)
-    named = _join(_pick(pools.prefixes_named, rng.integers(0, len(pools.prefixes_named), n)),
+    named = _join(_pick(_NAMED_STREETS, rng.integers(0, len(_NAMED_STREETS), n)),
                   " ", _pick(pools.surnames, street), " ", _text(rng.integers(1, 3000, n)))
     block = _join("Manzana ", _text(rng.integers(1, 80, n)), " Casa ",
                   _text(rng.integers(1, 40, n)))
     style = rng.choice(3, n, p=[0.5, 0.35, 0.15])
     address = pc.if_else(pa.array(style == 0), grid, pc.if_else(pa.array(style == 1), named, block))
-    digit = municipality - first_of_region + 1
+    digit = (municipality - first_of_region + 1) % 10
     postcode = _join(_pick(codes.postcode_prefixes, region), _text(digit),
                      pc.utf8_lpad(_text(rng.integers(0, 100, n)), 2, "0"))
     phone = np.where(mobile, _mobiles(rng, n), 6_000_000_000 + rng.integers(0, 10**9, n))
@@ -421,6 +425,32 @@ def _any(hh: Ints, mask: Bools, n: int) -> Bools:
 def _people(world: _World, home_municipality: Ints) -> dict[str, Any]:
     """Members of n households: relationship, sex, age, names, birth place, documents."""
     rng, n = world.rng, home_municipality.size
+    hh, first, role, has_spouse = _compose(rng, n)
+    female = rng.random(hh.size) < 0.5
+    female[first] = rng.random(n) < 0.47
+    spouse = first[has_spouse] + 1  # mostly of the other sex
+    female[spouse] = np.where(rng.random(spouse.size) < 0.98, ~female[spouse - 1], female[spouse - 1])
+    age = _ages(rng, hh, role, female, first, has_spouse)
+    birth = world.today - (age * _DAYS_A_YEAR + rng.random(hh.size) * 365).astype("timedelta64[D]")
+    twin = _twins(rng, hh, role)
+    birth[twin], age[twin] = birth[twin - 1], age[twin - 1]
+    place = _birth_places(world, home_municipality[hh], age)
+    place[twin] = place[twin - 1]
+    surnames = _surnames(world, hh, role, female, first, has_spouse)
+    x = (rng.random(hh.size) < 0.002) & (age >= 16)
+    start = world.today - rng.integers(30, 20 * 365, n).astype("timedelta64[D]")
+    start = np.maximum(start, birth[first] + np.timedelta64(18 * 365, "D"))
+    return {"hh": hh, "role": role, "female": female, "age": age, "birth": birth,
+            "sex": np.where(x, 2, np.where(female, 0, 1)), "place": place,
+            "national_id": _national_ids(world, age, birth), **surnames,
+            **_given(rng, world.pools, female, twin),
+            "own_phone": (age >= 16) & (rng.random(hh.size) < 0.35),
+            "member_since": np.minimum(np.maximum(start[hh], birth), world.today)}
+
+
+def _compose(rng: np.random.Generator, n: int) -> tuple[Ints, Ints, Ints, Bools]:
+    """Household of each person, each household's first person (the reference), each person's
+    relationship, and whether the household has a spouse (always second)."""
     size = rng.choice(np.arange(1, 10), n, p=_SIZE_P)
     hh = np.repeat(np.arange(n), size)
     first = np.cumsum(size) - size
@@ -431,38 +461,20 @@ def _people(world: _World, home_municipality: Ints) -> dict[str, Any]:
     role[(pos == 1) & has_spouse[hh]] = SPOUSE
     # A reference with grandchildren is too old to live with their own parents.
     role[np.isin(role, (PARENT, GRANDPARENT)) & _any(hh, role == GRANDCHILD, n)[hh]] = OTHER
-    female = rng.random(hh.size) < 0.5
-    female[first] = rng.random(n) < 0.47
-    spouse = first[has_spouse] + 1
-    female[spouse] = np.where(rng.random(spouse.size) < 0.98, ~female[spouse - 1],
-                              female[spouse - 1])
-    age = _ages(rng, hh, role, female, first, has_spouse)
-    birth = world.today - (age * _DAYS_A_YEAR + rng.random(hh.size) * 365).astype(
-        "timedelta64[D]")
-    twin = _twins(rng, hh, role)
-    birth[twin] = birth[twin - 1]
-    age[twin] = age[twin - 1]
-    place = _birth_places(world, home_municipality[hh], age)
-    place[twin] = place[twin - 1]
-    surnames = _surnames(world, hh, role, female, first, has_spouse)
-    foreign_born = place >= len(world.codes.municipalities)
-    surnames["second"][foreign_born & (rng.random(hh.size) < 0.3)] = -1  # one surname abroad
-    given = _given(rng, world.pools, female, twin)
+    return hh, first, role, has_spouse
+
+
+def _national_ids(world: _World, age: Ints, birth: Dates) -> Ints:
+    """Document numbers (0 for none) for 85 % of adults, fewer children; older people hold the
+    older 8-digit series, the young 10 digits, a few 9."""
+    rng, size = world.rng, age.size
     year = birth.astype("datetime64[Y]").astype(np.int64) + 1970
-    documented = rng.random(hh.size) < np.select([age >= 18, age >= 7], [0.85, 0.35], 0.10)
-    digits = np.select([year < 1970, year < 1995], [8, np.where(rng.random(hh.size) < 0.5, 8, 10)],
-                       10)
-    digits = np.where(rng.random(hh.size) < 0.05, 9, digits).astype(np.int64)
-    national_id = np.zeros(hh.size, dtype=np.int64)
-    national_id[documented] = world.issued.issue(rng, digits[documented])
-    x = (rng.random(hh.size) < 0.002) & (age >= 16)
-    start = world.today - rng.integers(30, 20 * 365, n).astype("timedelta64[D]")
-    start = np.maximum(start, birth[first] + np.timedelta64(18 * 365, "D"))
-    return {"hh": hh, "role": role, "female": female, "age": age, "birth": birth,
-            "sex": np.where(x, 2, np.where(female, 0, 1)), "place": place,
-            "national_id": national_id, **surnames, **given,
-            "own_phone": (age >= 16) & (rng.random(hh.size) < 0.35),
-            "member_since": np.minimum(np.maximum(start[hh], birth), world.today)}
+    documented = rng.random(size) < np.select([age >= 18, age >= 7], [0.85, 0.35], 0.10)
+    digits = np.select([year < 1970, year < 1995], [8, np.where(rng.random(size) < 0.5, 8, 10)], 10)
+    digits = np.where(rng.random(size) < 0.05, 9, digits).astype(np.int64)
+    number = np.zeros(size, dtype=np.int64)
+    number[documented] = world.issued.issue(rng, digits[documented])
+    return number
 
 
 def _ages(rng: np.random.Generator, hh: Ints, role: Ints, female: Bools, first: Ints,
@@ -518,6 +530,9 @@ def _surnames(world: _World, hh: Ints, role: Ints, female: Bools, first: Ints,
         return rng.choice(len(pools.surnames), k, p=pools.surname_p)
 
     ref1, ref2, sp1, sp2, absent = draw(n), draw(n), draw(n), draw(n), draw(n)
+    # About 1 % of adults have a single surname (born abroad, or one parent on record): -1.
+    ref2[rng.random(n) < 0.01] = -1
+    sp2[rng.random(n) < 0.01] = -1
     ref_female = female[first]
     mixed = has_spouse & (ref_female != female[np.minimum(first + 1, size - 1)])
     single_mother = ~has_spouse & ref_female
@@ -527,14 +542,15 @@ def _surnames(world: _World, hh: Ints, role: Ints, female: Bools, first: Ints,
     child2 = np.select(cases, [ref1, sp1, sp1, ref2, ref1], absent)
     r1, r2, coin = draw(size), draw(size), rng.random(size) < 0.5
     ref1, ref2, child1 = ref1[hh], ref2[hh], child1[hh]
-    elder = np.where(female, ref2, ref1)  # father's line gives the first surname
+    # The reference's father gave their first surname, their mother the second.
+    elder = np.where(female, np.where(ref2 >= 0, ref2, r1), ref1)
     roles = [role == REF, role == SPOUSE, role == CHILD, (role == PARENT) | (role == GRANDPARENT),
              role == SIBLING, role == GRANDCHILD, role == OTHER]
     first_surname = np.select(roles, [ref1, sp1[hh], child1, elder, ref1,
                                       np.where(coin, child1, r1), np.where(coin, ref1, r1)], r1)
     second = np.select(roles, [ref2, sp2[hh], child2[hh], r2, ref2, np.where(coin, r2, child1), r2],
                        r2)
-    second = np.where(rng.random(size) < 0.005, -1, second)
+    second[((role == OTHER) | (role == NON_RELATIVE)) & (rng.random(size) < 0.01)] = -1
     return {"first": first_surname, "second": second}
 
 
@@ -689,13 +705,20 @@ def _given_names(pools: _Pools, given: Ints, middle: Ints) -> pa.Array:
 
 
 def _duplicates(world: _World, people: dict[str, Any], homes: dict[str, Any],
-                n_dup: int) -> dict[str, Any]:
-    """Second enrollments of n_dup distinct people: 40 % moved to a new single-person home,
+                share: float) -> dict[str, Any]:
+    """Second enrollments of a share of distinct people: 40 % of adults moved to a new single-person home,
     the rest listed again in their household under another relationship; with the errors
     clerks and residents make in names, birth dates, phones and document numbers."""
-    rng, size = world.rng, people["hh"].size
-    source = np.sort(rng.choice(size, n_dup, replace=False))
+    rng = world.rng
+    # A child of a crowded household is not enrolled twice: only adults move out alone.
+    crowded = np.bincount(people["hh"])[people["hh"]] >= 8
+    eligible = np.flatnonzero((people["age"] >= 18) | ~crowded)
+    n_dup = min(round(share * people["hh"].size), eligible.size)
+    source = np.sort(rng.choice(eligible, n_dup, replace=False))
     moved = _movers(rng, people, source)
+    alone_child = moved & (people["age"][source] < 18)  # rare: no room left at home
+    source, moved = source[~alone_child], moved[~alone_child]
+    n_dup = source.size
     movers = int(moved.sum())
     old_town = homes["municipality"][people["hh"][source[moved]]]
     town = np.where(rng.random(movers) < 0.6, old_town,
@@ -725,7 +748,7 @@ def _duplicates(world: _World, people: dict[str, Any], homes: dict[str, Any],
 def _movers(rng: np.random.Generator, people: dict[str, Any], source: Ints) -> Bools:
     """Which duplicates enrolled again elsewhere: 40 % of adults; and any whose household
     would otherwise grow past nine members."""
-    moved = (rng.random(source.size) < 0.4) & (people["age"][source] >= 18)
+    moved: Bools = (rng.random(source.size) < 0.4) & (people["age"][source] >= 18)
     household = people["hh"][source]
     size = np.bincount(people["hh"])[household]
     while True:
@@ -781,7 +804,7 @@ def _typo(text: str, u: Floats) -> str:
 
 
 def _misspell_given(names: str, kind: int, u: Floats) -> str:
-    words = names.split(" ")
+    words = names.split()
     if kind == 1:
         wrong = _strip_accents(names)
     elif kind == 2:
@@ -813,7 +836,7 @@ def _misdated(world: _World, birth: Dates) -> Dates:
     """13 % of birth dates recorded wrongly: a digit typo, day and month swapped, or a year off."""
     u = world.rng.random((birth.size, 4))
     kind = _choose(u[:, 1], [0.4, 0.3, 0.3])
-    latest: date = world.today.item()
+    latest = date.fromisoformat(str(world.today))
     for i in np.flatnonzero(u[:, 0] < 0.13):
         birth[i] = np.datetime64(_misdate(birth[i].item(), int(kind[i]), u[i, 2:], latest), "D")
     return birth
@@ -890,38 +913,21 @@ def _stacked(homes: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
 
 def _tables(world: _World, people: dict[str, Any], homes: dict[str, Any],
             facts: dict[str, Facts], dup: dict[str, Any]) -> dict[str, pa.Table]:
-    """The chunk's rows as Arrow tables; persons in random order so duplicates do not cluster."""
-    rng, pools, codes = world.rng, world.pools, world.codes
+    """The chunk's rows as Arrow tables."""
+    rng, codes = world.rng, world.codes
     size, n_dup = people["hh"].size, dup["source"].size
     homes = _stacked(homes, dup["homes"])
     household_ids = _hex_ids(rng, homes["municipality"].size)
     person_ids = _hex_ids(rng, size + n_dup)
-    truth_ids = _hex_ids(rng, size).take(pa.array(np.r_[np.arange(size), dup["source"]]))
+    truth_ids = _hex_ids(rng, size)
     facts = _with_duplicates(rng, facts, dup["source"], size)
     hh = pa.array(np.r_[people["hh"], dup["hh"]])
-    national_id = np.r_[people["national_id"], dup["national_id"]]
 
     def of_person(rows: Facts) -> pa.Array:
         return person_ids.take(pa.array(rows["owner"]))
 
-    persons = pa.Table.from_arrays([
-        person_ids, truth_ids,
-        pa.concat_arrays([_given_names(pools, people["given"], people["middle"]),
-                          pa.array(dup["given"], pa.string())]),
-        pa.concat_arrays([_pick(pools.surnames, people["first"]),
-                          pa.array(dup["first"], pa.string())]),
-        pa.concat_arrays([pc.fill_null(_pick(pools.surnames, people["second"]), ""),
-                          pa.array(dup["second"], pa.string())]),
-        pa.array(np.r_[people["birth"], dup["birth"]], pa.date32()),
-        _pick([*codes.municipalities, *_FOREIGN_BIRTH], np.r_[people["place"], dup["place"]]),
-        _pick(SEXES, np.r_[people["sex"], dup["sex"]]),
-        homes["address"].take(hh),
-        _pick(codes.municipalities, homes["municipality"]).take(hh),
-        _pick(codes.regions, homes["region"]).take(hh),
-        homes["postcode"].take(hh),
-        _text(np.r_[people["phone"], dup["phone"]]),
-        pc.if_else(pa.array(national_id > 0), _text(national_id), pa.scalar(None, pa.string())),
-        pa.nulls(size + n_dup, pa.string())], schema=SCHEMAS["persons"])
+    persons = _persons_table(world, people, dup, homes, person_ids, truth_ids,
+                             rng.permutation(size + n_dup))
     health, income, benefit = (facts["health_needs"], facts["incomes"],
                                facts["benefits_received"])
     return {
@@ -929,7 +935,7 @@ def _tables(world: _World, people: dict[str, Any], homes: dict[str, Any],
             household_ids, _pick(codes.regions, homes["region"]),
             _pick(codes.municipalities, homes["municipality"]), homes["address"],
             homes["postcode"]], schema=SCHEMAS["households"]),
-        "persons": persons.take(pa.array(rng.permutation(size + n_dup))),
+        "persons": persons,
         "memberships": pa.Table.from_arrays([
             household_ids.take(hh), person_ids, _pick(ROLES, np.r_[people["role"], dup["role"]]),
             pa.array(np.r_[people["member_since"], dup["since"]], pa.date32())],
@@ -954,3 +960,36 @@ def _tables(world: _World, people: dict[str, Any], homes: dict[str, Any],
             of_person(benefit), _pick(BENEFITS, benefit["benefit"]), pa.array(benefit["amount"]),
             pa.array(benefit["since"], pa.date32())], schema=SCHEMAS["benefits_received"]),
     }
+
+
+def _persons_table(world: _World, people: dict[str, Any], dup: dict[str, Any],
+                   homes: dict[str, Any], person_ids: pa.Array, truth_ids: pa.Array,
+                   order: Ints) -> pa.Table:
+    """Person rows, originals then duplicates, shuffled by order so duplicates do not cluster
+    (the shuffle is applied to indices, before strings are gathered)."""
+    pools, codes = world.pools, world.codes
+
+    def both(key: str) -> npt.NDArray[Any]:
+        return np.asarray(np.r_[people[key], dup[key]][order])
+
+    def names(own: pa.Array, again: list[str]) -> pa.Array:
+        return pa.concat_arrays([own, pa.array(again, pa.string())]).take(pa.array(order))
+
+    hh = pa.array(both("hh"))
+    national_id = both("national_id")
+    truth = np.r_[np.arange(people["hh"].size), dup["source"]][order]
+    return pa.Table.from_arrays([
+        person_ids.take(pa.array(order)), truth_ids.take(pa.array(truth)),
+        names(_given_names(pools, people["given"], people["middle"]), dup["given"]),
+        names(_pick(pools.surnames, people["first"]), dup["first"]),
+        names(pc.fill_null(_pick(pools.surnames, people["second"]), ""), dup["second"]),
+        pa.array(both("birth"), pa.date32()),
+        _pick([*codes.municipalities, *_FOREIGN_BIRTH], both("place")),
+        _pick(SEXES, both("sex")),
+        homes["address"].take(hh),
+        _pick(codes.municipalities, homes["municipality"]).take(hh),
+        _pick(codes.regions, homes["region"]).take(hh),
+        homes["postcode"].take(hh),
+        _text(both("phone")),
+        pc.if_else(pa.array(national_id > 0), _text(national_id), pa.scalar(None, pa.string())),
+        pa.nulls(order.size, pa.string())], schema=SCHEMAS["persons"])
