@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from civicard.shared.errors import DomainError, ErrorKind
 
@@ -27,7 +28,9 @@ STATUS: dict[ErrorKind, int] = {
 PROBLEM = "application/problem+json"
 
 
-def problem(status: int, code: str, title: str, detail: str, **extra: object) -> JSONResponse:
+def problem(
+    status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: object
+) -> JSONResponse:
     body = {
         "type": f"https://civicard.example/problems/{code}",
         "title": title,
@@ -36,7 +39,18 @@ def problem(status: int, code: str, title: str, detail: str, **extra: object) ->
         "detail": detail,
         **extra,
     }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Methods the OpenAPI declares for this path (Starlette's 405 names only the first route's)."""
+    paths: dict[str, dict[str, object]] = request.app.openapi()["paths"]
+    methods: set[str] = set()
+    for template, operations in paths.items():
+        regex, _, _ = compile_path(template)
+        if regex.match(request.url.path):
+            methods |= {m.upper() for m in operations}
+    return sorted(methods)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -56,9 +70,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            allow = ", ".join(_allowed_methods(request))
+            return problem(405, "method_not_allowed", "Method not allowed", f"Use {allow}.", headers={"Allow": allow})
+        if exc.status_code == 400:  # the body could not be decoded at all (not JSON, not UTF-8)
+            return problem(400, "malformed_request", "Malformed request", "The request body could not be read.")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
-        return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+        return problem(exc.status_code, code, str(exc.detail), str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

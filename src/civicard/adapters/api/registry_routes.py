@@ -30,6 +30,7 @@ from civicard.shared.errors import InvalidInput
 
 router = APIRouter(prefix="/v1", tags=["registry"])
 PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body could not be read (not JSON or not UTF-8)"},
     401: {"description": "No (or not allowed) identity"},
     403: {"description": "Purpose not allowed for this role"},
     404: {"description": "Unknown person, household or fact"},
