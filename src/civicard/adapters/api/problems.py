@@ -6,6 +6,7 @@ The one place where error kinds become HTTP statuses; no stack traces or persona
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +30,7 @@ PROBLEM = "application/problem+json"
 
 
 def problem(
-    status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: object
+    status: int, code: str, title: str, detail: str, headers: Mapping[str, str] | None = None, **extra: object
 ) -> JSONResponse:
     body = {
         "type": f"https://civicard.example/problems/{code}",
