@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -225,6 +226,7 @@ class SqlAccessLog:
                     "subject_household_id": e.subject.household_id if e.subject else None,
                     "categories": " ".join(e.categories),
                     "detail": e.detail,
+                    "subject_salt": secrets.token_hex(16) if e.subject else "",
                 }
                 for e in entries
             ],

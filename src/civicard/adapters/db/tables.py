@@ -15,7 +15,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -181,6 +184,96 @@ access_log = Table(
     Column("subject_household_id", ID, nullable=True, index=True),
     Column("categories", String(200), nullable=False),
     Column("detail", Text, nullable=False),
+    # Random per entry: public leaves carry SHA-256(salt ‖ subject id), never the id itself.
+    Column("subject_salt", String(32), nullable=False, server_default=""),
+)
+
+# The verifiable log (RFC 9162). Entries are appended by request transactions; one integrator
+# assigns leaf indexes in its own order, stores every complete subtree hash, chains each
+# subject's entries, and signs checkpoints. Proofs are read from stored nodes, never rebuilt.
+log_leaves = Table(
+    "log_leaves",
+    metadata,
+    Column("leaf_index", Sequence64, primary_key=True, autoincrement=False),
+    Column("entry_seq", Sequence64, ForeignKey("access_log.seq"), nullable=False, unique=True),
+    Column("chain_prev", LargeBinary(32), nullable=True),
+    Column("chain_head", LargeBinary(32), nullable=True),
+    Column("integrated_at", Timestamp, nullable=False),
+)
+
+log_nodes = Table(
+    "log_nodes",
+    metadata,
+    Column("level", SmallInteger, nullable=False),
+    Column("node_index", Sequence64, nullable=False, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    PrimaryKeyConstraint("level", "node_index", name="pk_log_nodes"),
+)
+
+log_checkpoints = Table(
+    "log_checkpoints",
+    metadata,
+    Column("tree_size", Sequence64, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("signed_at", Timestamp, nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("note", Text, nullable=False),
+)
+
+# Staff accounts, their sessions and sign-in throttling; vendor terminals and their request nonces.
+staff_accounts = Table(
+    "staff_accounts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("username", String(60), nullable=False, unique=True),
+    Column("display_name", String(120), nullable=False),
+    Column("role", String(40), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("totp_secret_enc", LargeBinary, nullable=True),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", Timestamp, nullable=True),
+    Column("disabled_at", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(120), nullable=False),
+)
+
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("account_id", ID, ForeignKey("staff_accounts.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_seen_at", Timestamp, nullable=False),
+    Column("ended_at", Timestamp, nullable=True),
+)
+
+sign_in_throttle = Table(
+    "sign_in_throttle",
+    metadata,
+    Column("bucket", String(120), primary_key=True),
+    Column("window_start", Timestamp, nullable=False),
+    Column("attempts", Integer, nullable=False),
+)
+
+terminals = Table(
+    "terminals",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("label", String(120), nullable=False),
+    Column("public_key", LargeBinary(32), nullable=False),
+    Column("registered_at", Timestamp, nullable=False),
+    Column("registered_by", String(120), nullable=False),
+    Column("revoked_at", Timestamp, nullable=True),
+)
+
+terminal_nonces = Table(
+    "terminal_nonces",
+    metadata,
+    Column("terminal_id", ID, ForeignKey("terminals.id"), nullable=False),
+    Column("nonce", String(64), nullable=False),
+    Column("seen_at", Timestamp, nullable=False, index=True),
+    PrimaryKeyConstraint("terminal_id", "nonce", name="pk_terminal_nonces"),
 )
 
 FACT_TABLES: dict[str, Table] = {t.name: t for t in (employment, incomes, properties, health_needs, benefits_received)}
