@@ -220,7 +220,7 @@ log_checkpoints = Table(
     Column("note", Text, nullable=False),
 )
 
-# Staff accounts, their sessions and sign-in throttling; vendor terminals and their request nonces.
+# Staff accounts, sessions (staff and residents) and sign-in throttling; vendor terminals and their request nonces.
 staff_accounts = Table(
     "staff_accounts",
     metadata,
@@ -237,11 +237,13 @@ staff_accounts = Table(
     Column("created_by", String(120), nullable=False),
 )
 
-staff_sessions = Table(
-    "staff_sessions",
+sessions = Table(
+    "sessions",
     metadata,
     Column("token_hash", String(64), primary_key=True),
-    Column("account_id", ID, ForeignKey("staff_accounts.id"), nullable=False, index=True),
+    Column("principal_kind", String(10), nullable=False),
+    Column("principal_id", ID, nullable=False, index=True),
+    Column("role", String(40), nullable=False),
     Column("csrf_token", String(64), nullable=False),
     Column("created_at", Timestamp, nullable=False),
     Column("last_seen_at", Timestamp, nullable=False),

@@ -1,4 +1,4 @@
-"""Verifiable log (leaves, nodes, checkpoints), staff accounts and sessions, terminals.
+"""Verifiable log (leaves, nodes, checkpoints), staff accounts, sessions, terminals.
 
 Revision ID: 0002
 Revises: 0001
@@ -33,6 +33,20 @@ def upgrade() -> None:
     sa.Column('hash', sa.LargeBinary(length=32), nullable=False),
     sa.PrimaryKeyConstraint('level', 'node_index', name='pk_log_nodes')
     )
+    op.create_table('sessions',
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('principal_kind', sa.String(length=10), nullable=False),
+    sa.Column('principal_id', sa.String(length=32), nullable=False),
+    sa.Column('role', sa.String(length=40), nullable=False),
+    sa.Column('csrf_token', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('token_hash', name=op.f('pk_sessions'))
+    )
+    with op.batch_alter_table('sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sessions_principal_id'), ['principal_id'], unique=False)
+
     op.create_table('sign_in_throttle',
     sa.Column('bucket', sa.String(length=120), nullable=False),
     sa.Column('window_start', sa.DateTime(timezone=True), nullable=False),
@@ -73,19 +87,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('leaf_index', name=op.f('pk_log_leaves')),
     sa.UniqueConstraint('entry_seq', name=op.f('uq_log_leaves_entry_seq'))
     )
-    op.create_table('staff_sessions',
-    sa.Column('token_hash', sa.String(length=64), nullable=False),
-    sa.Column('account_id', sa.String(length=32), nullable=False),
-    sa.Column('csrf_token', sa.String(length=64), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['account_id'], ['staff_accounts.id'], name=op.f('fk_staff_sessions_account_id_staff_accounts')),
-    sa.PrimaryKeyConstraint('token_hash', name=op.f('pk_staff_sessions'))
-    )
-    with op.batch_alter_table('staff_sessions', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_staff_sessions_account_id'), ['account_id'], unique=False)
-
     op.create_table('terminal_nonces',
     sa.Column('terminal_id', sa.String(length=32), nullable=False),
     sa.Column('nonce', sa.String(length=64), nullable=False),
@@ -111,14 +112,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_terminal_nonces_seen_at'))
 
     op.drop_table('terminal_nonces')
-    with op.batch_alter_table('staff_sessions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_staff_sessions_account_id'))
-
-    op.drop_table('staff_sessions')
     op.drop_table('log_leaves')
     op.drop_table('terminals')
     op.drop_table('staff_accounts')
     op.drop_table('sign_in_throttle')
+    with op.batch_alter_table('sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sessions_principal_id'))
+
+    op.drop_table('sessions')
     op.drop_table('log_nodes')
     op.drop_table('log_checkpoints')
     # ### end Alembic commands ###
