@@ -135,14 +135,14 @@ class HouseholdRecord:
 
 
 def current_versions(versions: list[FactVersion], on: date) -> list[FactVersion]:
-    """The version in force on `on` for each fact key: not superseded, latest valid_from ≤ on."""
+    """The version in force on `on` for each subject's fact: not superseded, latest valid_from ≤ on."""
     superseded = {v.supersedes_id for v in versions if v.supersedes_id}
-    best: dict[tuple[str, tuple[tuple[str, Any], ...]], FactVersion] = {}
+    best: dict[tuple[str, str, tuple[tuple[str, Any], ...]], FactVersion] = {}
     for v in versions:
         if v.id in superseded or v.valid_from > on:
             continue
-        slot = (v.kind, tuple(sorted(v.key.items())))
+        slot = (v.kind, v.subject_id, tuple(sorted(v.key.items())))
         held = best.get(slot)
         if held is None or (v.valid_from, v.recorded_at) > (held.valid_from, held.recorded_at):
             best[slot] = v
-    return sorted(best.values(), key=lambda v: (v.kind, str(sorted(v.key.items()))))
+    return sorted(best.values(), key=lambda v: (v.kind, v.subject_id, str(sorted(v.key.items()))))

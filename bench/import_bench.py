@@ -1,0 +1,148 @@
+"""Bulk import throughput: a synthetic population into SQLite and PostgreSQL, against DuckDB's bare read.
+
+    python bench/import_bench.py [--households N] [--quick] [--seed S]
+
+Generates the population (civicard.registry.population) into a temp dir, imports it into a fresh
+SQLite file and a fresh PostgreSQL schema (CIVICARD_TEST_POSTGRES_URL, default the local `test`
+database; the schema is dropped afterwards), and prints a markdown table. The reference is the
+time DuckDB takes to read the same Parquet files into Arrow, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import duckdb
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from civicard.adapters.bulk.importer import SOURCES, ImportReport, import_population
+from civicard.adapters.db.engine import make_engine
+from civicard.adapters.db.migrate import upgrade
+from civicard.registry.population import PopulationSpec, generate_population
+from civicard.shared.clock import Clock
+from civicard.transparency.access import AccessContext, Actor
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+IMPORTER = AccessContext(Actor("bench", "system"), "bulk_import")
+
+
+def duckdb_read_seconds(extract: Path) -> float:
+    """Reading every file completely into Arrow tables: the floor for any import."""
+    with duckdb.connect() as duck:
+        started = time.perf_counter()
+        for source in SOURCES:
+            duck.read_parquet(str(extract / f"{source.name}.parquet")).to_arrow_table()
+        return time.perf_counter() - started
+
+
+@contextmanager
+def sqlite_database(work: Path) -> Iterator[str]:
+    url = f"sqlite:///{work / 'bench.db'}"
+    upgrade(url)
+    yield url
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    base = os.environ.get("CIVICARD_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    schema = f"bench_{secrets.token_hex(6)}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
+        upgrade(url)
+        yield url
+    finally:
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        except OperationalError:
+            pass
+        admin.dispose()
+
+
+class Phases:
+    """Progress callback that notes when validation and the data tables finish."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.marks: dict[str, float] = {}
+        self.last_table = SOURCES[-1].name
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if done == total and stage in ("validate", self.last_table):
+            self.marks[stage] = time.perf_counter() - self.started
+
+
+def run_import(url: str, extract: Path) -> tuple[ImportReport, Phases]:
+    engine = make_engine(url)
+    try:
+        phases = Phases()
+        report = import_population(engine, extract, IMPORTER, Clock(), phases)
+        return report, phases
+    finally:
+        engine.dispose()
+
+
+def row(name: str, report: ImportReport, phases: Phases, reference: float) -> str:
+    validated = phases.marks.get("validate", 0.0)
+    loaded = phases.marks.get(phases.last_table, validated)
+    cells = [
+        name, f"{report.households:,}", f"{report.persons:,}", f"{sum(report.rows.values()):,}",
+        f"{report.access_entries:,}", f"{validated:.2f}", f"{loaded - validated:.2f}",
+        f"{report.seconds - loaded:.2f}", f"{report.seconds:.2f}", f"{report.households / report.seconds:,.0f}",
+        f"{report.persons / report.seconds:,.0f}", f"{report.seconds / reference:.0f}×",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--households", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="5,000 households")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    households = 5_000 if args.quick else args.households
+    with tempfile.TemporaryDirectory(prefix="civicard-import-bench-") as tmp:
+        work = Path(tmp)
+        extract = work / "population"
+        started = time.perf_counter()
+        summary = generate_population(PopulationSpec(households=households, seed=args.seed), extract)
+        print(f"generated {summary.households:,} households, {summary.persons:,} persons "
+              f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        reference = duckdb_read_seconds(extract)
+        results: list[str] = []
+        targets: list[tuple[str, Callable[[], AbstractContextManager[str]]]] = [
+            ("SQLite", lambda: sqlite_database(work)), ("PostgreSQL (COPY)", postgres_schema)
+        ]
+        for name, database in targets:
+            try:
+                with database() as url:
+                    report, phases = run_import(url, extract)
+            except OperationalError as exc:
+                results.append(f"| {name} | not run: {type(exc.orig).__name__} |")
+                continue
+            results.append(row(name, report, phases, reference))
+            print(f"{name}: {report.seconds:.1f} s", file=sys.stderr)
+    print(f"\nBulk import of {households:,} generated households (seed {args.seed}); "
+          f"DuckDB reads the same files into Arrow in {reference:.3f} s.\n")
+    print("| database | households | persons | rows (8 tables) | log entries | validate s | load s | log + commit s "
+          "| total s | households/s | persons/s | × DuckDB read |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print("\n".join(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
