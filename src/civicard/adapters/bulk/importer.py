@@ -63,6 +63,13 @@ class ImportReport:
     def persons(self) -> int:
         return self.rows["persons"]
 
+    def __str__(self) -> str:
+        facts = sum(n for table, n in self.rows.items() if table not in ("households", "persons", "memberships"))
+        return (
+            f"{self.households:,} households, {self.persons:,} persons and {facts:,} facts from {self.source} "
+            f"with {self.access_entries:,} access-log entries in {self.seconds:.1f} s"
+        )
+
 
 def import_population(
     engine: Engine,

@@ -121,6 +121,6 @@ def _print_guide(container: Container, console: Console) -> None:
         "  Open  http://127.0.0.1:8000/            landing page\n"
         "        http://127.0.0.1:8000/registrar   search e.g. 'maria perez' or document 52123456\n"
         "        http://127.0.0.1:8000/docs        the API (send X-Civicard-Actor, -Role, -Purpose headers)\n"
-        "  You act as the demo registrar 'demo-registrar'; staff sign-in arrives with the access-log work.\n",
+        "  You act as the demo registrar 'demo-registrar' until staff sign-in is configured.\n",
         highlight=False,
     )

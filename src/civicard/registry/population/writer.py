@@ -48,6 +48,9 @@ class PopulationSummary:
     benefits_received: int
     duplicates: int
 
+    def __str__(self) -> str:
+        return f"{self.households:,} households, {self.persons:,} persons ({self.duplicates:,} enrolled twice)"
+
 
 def generate_population(spec: PopulationSpec, out_dir: Path,
                         progress: Callable[[int], None] | None = None) -> PopulationSummary:
