@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy import Engine
 
+from civicard.adapters.db.auth_store import AuthStore
 from civicard.adapters.db.engine import make_engine
 from civicard.adapters.db.uow import SqlUnitOfWork
 from civicard.settings import Mode, Settings, demo_root_key
@@ -36,6 +38,11 @@ class Container:
     @property
     def uow_factory(self) -> Callable[[AccessContext], SqlUnitOfWork]:
         return self.uow
+
+    @cached_property
+    def auth(self) -> AuthStore:
+        """Staff accounts, sessions and terminals; one per process (it caches a dummy hash)."""
+        return AuthStore(self.engine, self.clock, self.root_key)
 
     def close(self) -> None:
         self.engine.dispose()

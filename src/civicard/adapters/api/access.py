@@ -1,23 +1,30 @@
-"""Who is calling and why: the access context of an API request.
+"""Who is calling and why: sessions (staff and residents), terminals' signed requests, purposes.
 
-Until staff authentication lands, demo mode accepts a *declared* actor and role in headers so
-the demo and tests can exercise every role; production refuses such requests (401) rather than
-trusting them. The purpose header is required for every request that touches personal data.
+Staff and residents present a session token — `Authorization: Bearer <token>` for API clients,
+or the HttpOnly session cookie for pages. Cookie-authenticated unsafe requests must echo the
+session's CSRF token (X-CSRF-Token header or `csrf_token` form field). Every request that touches
+personal data names its purpose in X-Civicard-Purpose; the enforcement point checks it.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
+from civicard.adapters.db.auth_store import ActiveSession
 from civicard.bootstrap import Container
-from civicard.settings import Mode
+from civicard.identity.principals import Principal
+from civicard.identity.sessions import csrf_matches
+from civicard.identity.terminal_auth import decode_signature
 from civicard.shared.errors import Forbidden, InvalidInput, Unauthenticated
-from civicard.transparency.access import AccessContext, Actor
+from civicard.transparency.access import AccessContext
 
-_ACTOR = re.compile(r"^[A-Za-z0-9._:@-]{1,120}$")
+SESSION_COOKIE = "civicard_session"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _WORD = re.compile(r"^[a-z_]{1,60}$")
 
 
@@ -26,26 +33,89 @@ def container(request: Request) -> Container:
     return found
 
 
+App = Annotated[Container, Depends(container)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    session: ActiveSession
+    token: str
+    via_cookie: bool
+
+    @property
+    def principal(self) -> Principal:
+        return self.session.principal
+
+
+def session_token(request: Request) -> tuple[str | None, bool]:
+    """The presented token and whether it came from the cookie (ambient, so CSRF applies)."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip(), False
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return (cookie, True) if cookie else (None, False)
+
+
+def caller(
+    request: Request,
+    app: App,
+    x_csrf_token: Annotated[str | None, Header(description="Session CSRF token (cookie sessions only).")] = None,
+) -> Caller:
+    token, via_cookie = session_token(request)
+    if not token:
+        raise Unauthenticated("sign_in_required", "Sign in first (POST /v1/sessions) and send the session token.")
+    session = app.auth.resolve_session(token)
+    if via_cookie and request.method in UNSAFE_METHODS and not csrf_matches(session.csrf_token, x_csrf_token):
+        raise Forbidden("csrf_failed", "The request did not carry this session's CSRF token.")
+    return Caller(session, token, via_cookie)
+
+
 def access_context(
-    app_container: Annotated[Container, Depends(container)],
+    who: Annotated[Caller, Depends(caller)],
     x_civicard_purpose: Annotated[str | None, Header(description="Allow-listed purpose of this read or write.")] = None,
-    x_civicard_actor: Annotated[str | None, Header(description="Demo mode only: the acting account.")] = None,
-    x_civicard_role: Annotated[str | None, Header(description="Demo mode only: the actor's role.")] = None,
 ) -> AccessContext:
-    if app_container.settings.mode is not Mode.DEMO:
-        raise Unauthenticated(
-            "authentication_unavailable", "Staff authentication is not configured; declared identities are demo-only."
-        )
-    if not x_civicard_actor or not _ACTOR.match(x_civicard_actor):
-        raise Unauthenticated("actor_required", "Name the acting account in X-Civicard-Actor.")
-    if not x_civicard_role or not _WORD.match(x_civicard_role):
-        raise Unauthenticated("role_required", "Name the actor's role in X-Civicard-Role.")
     if not x_civicard_purpose:
         raise Forbidden("purpose_required", "Name the purpose of this request in X-Civicard-Purpose.")
     if not _WORD.match(x_civicard_purpose):
         raise InvalidInput("unknown_purpose", "X-Civicard-Purpose must be an allow-listed purpose.")
-    return AccessContext(Actor(x_civicard_actor, x_civicard_role), x_civicard_purpose)
+    return AccessContext(who.principal.actor(), x_civicard_purpose)
+
+
+def resident(who: Annotated[Caller, Depends(caller)]) -> Principal:
+    if who.principal.kind != "resident":
+        raise Forbidden("residents_only", "Only the card holder can read their own access log here.")
+    return who.principal
+
+
+async def terminal(
+    request: Request,
+    app: App,
+    x_civicard_terminal: Annotated[str, Header(max_length=32)],
+    x_civicard_timestamp: Annotated[str, Header(max_length=20)],
+    x_civicard_nonce: Annotated[str, Header(max_length=64)],
+    x_civicard_signature: Annotated[str, Header(max_length=200)],
+) -> Principal:
+    """A vendor terminal's request, signed with its device key over the raw target and body."""
+    if not x_civicard_timestamp.isdigit():
+        raise InvalidInput("terminal_bad_request", "X-Civicard-Timestamp must be unix seconds.")
+    signature = decode_signature(x_civicard_signature)
+    target = request.scope["raw_path"].decode("latin-1")
+    if request.scope.get("query_string"):
+        target += "?" + request.scope["query_string"].decode("latin-1")
+    body = await request.body()
+    principal: Principal = await run_in_threadpool(
+        app.auth.verify_terminal_request,
+        x_civicard_terminal,
+        request.method,
+        target,
+        body,
+        int(x_civicard_timestamp),
+        x_civicard_nonce,
+        signature,
+    )
+    return principal
 
 
 Access = Annotated[AccessContext, Depends(access_context)]
-App = Annotated[Container, Depends(container)]
+Resident = Annotated[Principal, Depends(resident)]
+Terminal = Annotated[Principal, Depends(terminal)]

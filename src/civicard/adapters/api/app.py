@@ -10,6 +10,7 @@ from civicard import __version__
 from civicard.adapters.api.access import App
 from civicard.adapters.api.problems import install_problem_handlers, problem
 from civicard.adapters.api.registry_routes import router as registry_router
+from civicard.adapters.api.session_routes import router as session_router
 from civicard.adapters.db.migrate import head_revision
 from civicard.adapters.web.pages import mount_static
 from civicard.adapters.web.pages import router as pages_router
@@ -26,6 +27,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     install_problem_handlers(app)
     app.include_router(registry_router)
+    app.include_router(session_router)
     _health(app)
     app.include_router(pages_router)
     mount_static(app)

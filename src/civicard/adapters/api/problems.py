@@ -26,7 +26,16 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.UNAUTHENTICATED: 401,
     ErrorKind.UNAVAILABLE: 503,
 }
+THROTTLED = frozenset({"too_many_attempts", "account_locked"})
 PROBLEM = "application/problem+json"
+
+
+def http_status(exc: DomainError) -> tuple[int, dict[str, str] | None]:
+    """The HTTP status of a refusal, with Retry-After for throttling (details are never rendered)."""
+    if exc.code in THROTTLED:
+        retry = exc.details.get("retry_after_seconds")
+        return 429, {"Retry-After": str(int(retry))} if isinstance(retry, int | float) else None
+    return STATUS[exc.kind], None
 
 
 def problem(
@@ -57,8 +66,9 @@ def _allowed_methods(request: Request) -> list[str]:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        status = STATUS[exc.kind]
-        return problem(status, exc.code, exc.kind.value.replace("_", " ").capitalize(), exc.message)
+        status, headers = http_status(exc)
+        title = exc.kind.value.replace("_", " ").capitalize()
+        return problem(status, exc.code, title, exc.message, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

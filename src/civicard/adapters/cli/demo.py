@@ -12,6 +12,7 @@ from civicard.adapters.bulk.importer import import_population
 from civicard.adapters.cli.progress import staged_progress
 from civicard.adapters.db import tables
 from civicard.adapters.db.migrate import upgrade
+from civicard.adapters.demo_accounts import ensure_demo_accounts, print_demo_accounts
 from civicard.bootstrap import Container
 from civicard.registry.enrollment import CreateHousehold, EnrollPerson, create_household, enroll_person
 from civicard.registry.population import PopulationSpec, generate_population
@@ -33,7 +34,9 @@ def load_demo_town(container: Container, households: int, seed: int, console: Co
         console.print(f"Demo town already loaded ({persons:,} persons) in {_where(container)}.")
     else:
         _load(container, households, seed, console)
+    accounts = ensure_demo_accounts(container)
     _print_guide(container, console)
+    print_demo_accounts(accounts, console)
 
 
 def _load(container: Container, households: int, seed: int, console: Console) -> None:
@@ -120,7 +123,7 @@ def _print_guide(container: Container, console: Console) -> None:
         f"{container.settings.data_dir / 'demo-root.key'}; never use it for real people)\n"
         "  Open  http://127.0.0.1:8000/            landing page\n"
         "        http://127.0.0.1:8000/registrar   search e.g. 'maria perez' or document 52123456\n"
-        "        http://127.0.0.1:8000/docs        the API (send X-Civicard-Actor, -Role, -Purpose headers)\n"
-        "  You act as the demo registrar 'demo-registrar' until staff sign-in is configured.\n",
+        "        http://127.0.0.1:8000/docs        the API (POST /v1/sessions, then Bearer token + X-Civicard-Purpose)\n"
+        "  Sign in with one of the demo logins below.\n",
         highlight=False,
     )

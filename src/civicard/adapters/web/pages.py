@@ -1,5 +1,9 @@
-"""Server-rendered pages. The registrar's search and household view read through the same
-services and access enforcement point as the API; search terms travel in POST bodies, never URLs."""
+"""Server-rendered pages: sign-in, the landing page, the registrar's search and household view.
+
+Pages read through the same services and access enforcement point as the API. Staff sign in
+with a session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS); every form echoes the
+session's CSRF token; search terms travel in POST bodies, never in URLs.
+"""
 
 from __future__ import annotations
 
@@ -7,85 +11,164 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Form, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from civicard.adapters.api.access import App
+from civicard.adapters.api.access import SESSION_COOKIE, App
+from civicard.adapters.api.problems import http_status
+from civicard.adapters.api.session_routes import client_address
+from civicard.adapters.db.auth_store import ActiveSession
+from civicard.adapters.demo_accounts import demo_credentials
+from civicard.identity.sessions import csrf_matches
 from civicard.registry import lookup
 from civicard.registry.vocabulary import vocabulary
 from civicard.settings import Mode
-from civicard.shared.errors import DomainError, ErrorKind, Unauthenticated
-from civicard.transparency.access import AccessContext, Actor, purpose_policy
+from civicard.shared.errors import DomainError, Forbidden, Unauthenticated
+from civicard.transparency.access import AccessContext, purpose_policy
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
-DEMO_REGISTRAR = Actor("demo-registrar", "registrar")
-PAGE_STATUS = {
-    ErrorKind.INVALID: 422,
-    ErrorKind.NOT_FOUND: 404,
-    ErrorKind.CONFLICT: 409,
-    ErrorKind.FORBIDDEN: 403,
-    ErrorKind.UNAUTHENTICATED: 401,
-    ErrorKind.UNAVAILABLE: 503,
-}
+HOME_OF_ROLE = {"registrar": "/registrar"}
 
 
 def mount_static(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
 
-def _registrar(app: App, purpose: str) -> AccessContext:
-    # Staff sign-in arrives with the access-log issue; until then only the demo registrar exists.
-    if app.settings.mode is not Mode.DEMO:
-        raise Unauthenticated("sign_in_unavailable", "Staff sign-in is not configured on this server yet.")
-    return AccessContext(DEMO_REGISTRAR, purpose)
+def _session(request: Request, app: App) -> ActiveSession | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    try:
+        return app.auth.resolve_session(token)
+    except Unauthenticated:
+        return None
 
 
 def _render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
-    policy = purpose_policy()
-    purposes = {p: policy.descriptions[p] for p in sorted(policy.roles[DEMO_REGISTRAR.role])}
-    return templates.TemplateResponse(
-        request, name, {"purposes": purposes, "vocab": vocabulary(), **context}, status_code=status_code
-    )
+    return templates.TemplateResponse(request, name, {"vocab": vocabulary(), **context}, status_code=status_code)
 
 
 def _error(request: Request, name: str, exc: DomainError, **context: Any) -> HTMLResponse:
-    return _render(request, name, status_code=PAGE_STATUS[exc.kind], error=exc, **context)
+    return _render(request, name, status_code=http_status(exc)[0], error=exc, **context)
+
+
+def _staff_page(session: ActiveSession, purpose: str) -> AccessContext:
+    if session.principal.kind != "staff":
+        raise Forbidden("staff_only", "These pages are for staff.")
+    return AccessContext(session.principal.actor(), purpose)
+
+
+def _purposes(session: ActiveSession) -> dict[str, str]:
+    policy = purpose_policy()
+    return {p: policy.descriptions[p] for p in sorted(policy.roles.get(session.principal.role, ()))}
+
+
+def _to_sign_in() -> RedirectResponse:
+    return RedirectResponse("/signin", status_code=303)
 
 
 @router.get("/", response_class=HTMLResponse)
 def landing(request: Request, app: App) -> HTMLResponse:
-    return _render(request, "index.html", demo=app.settings.mode is Mode.DEMO)
+    demo = app.settings.mode is Mode.DEMO
+    return _render(
+        request,
+        "index.html",
+        demo=demo,
+        session=_session(request, app),
+        accounts=demo_credentials(app) if demo else [],
+    )
 
 
-@router.get("/registrar", response_class=HTMLResponse)
-def registrar_home(request: Request) -> HTMLResponse:
-    return _render(request, "registrar_search.html", query="", results=None, purpose="enrollment")
+@router.get("/signin", response_class=HTMLResponse)
+def sign_in_page(request: Request) -> HTMLResponse:
+    return _render(request, "signin.html", username="")
 
 
-@router.post("/registrar/search", response_class=HTMLResponse)
+@router.post("/signin", response_model=None)
+def sign_in(
+    request: Request,
+    app: App,
+    username: Annotated[str, Form(max_length=60)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    totp_code: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    try:
+        signed = app.auth.sign_in(username, password, totp_code or None, client_address(request))
+    except DomainError as exc:
+        return _error(request, "signin.html", exc, username=username)
+    home = HOME_OF_ROLE.get(signed.principal.role, "/")
+    response = RedirectResponse(home, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        signed.session_token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+@router.post("/signout", response_model=None)
+def sign_out(request: Request, app: App, csrf_token: Annotated[str, Form(max_length=64)] = "") -> Response:
+    session = _session(request, app)
+    if session and csrf_matches(session.csrf_token, csrf_token):
+        app.auth.sign_out(request.cookies.get(SESSION_COOKIE, ""))
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/registrar", response_model=None)
+def registrar_home(request: Request, app: App) -> Response:
+    session = _session(request, app)
+    if session is None:
+        return _to_sign_in()
+    return _render(
+        request,
+        "registrar_search.html",
+        session=session,
+        purposes=_purposes(session),
+        query="",
+        results=None,
+        purpose="enrollment",
+    )
+
+
+@router.post("/registrar/search", response_model=None)
 def registrar_search(
     request: Request,
     app: App,
     q: Annotated[str, Form(max_length=200)] = "",
     purpose: Annotated[str, Form(max_length=60)] = "enrollment",
-) -> HTMLResponse:
-    page: dict[str, Any] = {"query": q, "purpose": purpose}
+    csrf_token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    session = _session(request, app)
+    if session is None:
+        return _to_sign_in()
+    page: dict[str, Any] = {"query": q, "purpose": purpose, "session": session, "purposes": _purposes(session)}
     try:
-        with app.uow(_registrar(app, purpose)) as uow:
+        if not csrf_matches(session.csrf_token, csrf_token):
+            raise Forbidden("csrf_failed", "The form has expired; reload the page and try again.")
+        with app.uow(_staff_page(session, purpose)) as uow:
             found = lookup.search_persons(uow, q, limit=50)
     except DomainError as exc:
         return _error(request, "registrar_search.html", exc, results=None, **page)
     return _render(request, "registrar_search.html", results=found, **page)
 
 
-@router.get("/registrar/households/{household_id}", response_class=HTMLResponse)
-def household_page(request: Request, app: App, household_id: str, purpose: str = "enrollment") -> HTMLResponse:
+@router.get("/registrar/households/{household_id}", response_model=None)
+def household_page(request: Request, app: App, household_id: str, purpose: str = "enrollment") -> Response:
+    session = _session(request, app)
+    if session is None:
+        return _to_sign_in()
+    page: dict[str, Any] = {"purpose": purpose, "session": session}
     try:
-        with app.uow(_registrar(app, purpose)) as uow:
+        with app.uow(_staff_page(session, purpose)) as uow:
             record = lookup.get_household(uow, household_id)
     except DomainError as exc:
-        return _error(request, "household.html", exc, record=None, purpose=purpose)
-    return _render(request, "household.html", record=record, purpose=purpose, on=app.clock.today())
+        return _error(request, "household.html", exc, record=None, **page)
+    return _render(request, "household.html", record=record, on=app.clock.today(), **page)
