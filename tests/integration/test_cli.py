@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,16 @@ def test_population_generate_then_import_loads_the_registry(env: dict[str, str],
     again = runner.invoke(app, ["registry", "import", str(out)], env=env)
     assert again.exit_code == 1
     assert "import_already_present" in again.output
+
+
+def test_production_refuses_to_serve_while_demo_accounts_are_active(env: dict[str, str], tmp_path: Path) -> None:
+    assert runner.invoke(app, ["demo", "--households", "5", "--no-serve"], env=env).exit_code == 0
+    url = f"sqlite:///{(tmp_path / 'var' / 'civicard.db').resolve()}"
+    production = env | {
+        "CIVICARD_MODE": "production",
+        "CIVICARD_ROOT_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "CIVICARD_DATABASE_URL": url,
+    }
+    result = runner.invoke(app, ["serve", "--port", "1"], env=production)
+    assert result.exit_code == 1
+    assert "demo accounts are active" in result.output

@@ -83,3 +83,9 @@ def print_demo_accounts(accounts: list[DemoAccount], console: Console) -> None:
     for a in accounts:
         factor = f", TOTP secret {a.totp_secret}" if a.totp_secret else ""
         console.print(f"  {a.role:<14} {a.username:<15} password {a.password}{factor}", highlight=False, soft_wrap=True)
+
+
+def active_demo_accounts(container: Container) -> list[str]:
+    """Usernames of demo accounts that are still active: a production server must not start with any."""
+    store = container.auth
+    return [a.username for a in store.list_staff_accounts() if a.created_by == DEMO_CREATED_BY and a.active]

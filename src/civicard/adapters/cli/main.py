@@ -15,7 +15,7 @@ from rich.console import Console
 
 from civicard.adapters.cli.users import users_app
 from civicard.bootstrap import Container, bootstrap
-from civicard.settings import Settings
+from civicard.settings import Mode, Settings
 from civicard.shared.errors import DomainError
 
 app = typer.Typer(help="civicard: identity cards and need-based benefits.", no_args_is_help=True)
@@ -90,8 +90,11 @@ def serve(
 ) -> None:
     """Serve the API and pages (migrate first with `civicard db upgrade`)."""
     from civicard.adapters.cli.serving import serve_app
+    from civicard.adapters.demo_accounts import active_demo_accounts
 
     with container() as built:
+        if built.settings.mode is Mode.PRODUCTION and (demo := active_demo_accounts(built)):
+            raise fail(f"demo accounts are active ({', '.join(demo)}); disable them with `civicard users disable`")
         serve_app(built, host, port)
 
 
