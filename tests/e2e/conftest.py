@@ -2,12 +2,20 @@
 
 Each test module gets its own server, data directory and database (module scope), so no module
 depends on what another one wrote. The town is seeded through the real services and units of
-work, exactly as a registrar at the desk would build it. Browser fixtures use Debian's Chromium;
-without it they skip loudly, except under CI=true, where they fail.
+work, exactly as a registrar at the desk would build it; the staff accounts through the real
+AuthStore. Clients authenticate for real: a session from POST /v1/sessions, sent as a bearer token.
+
+Sign-in is throttled per client address (20 attempts per 5 minutes) and every test comes from
+127.0.0.1, so a module signs in once per server and shares the session; tests that need many
+attempts use their own account or their own server. The throttle lives in each server's database.
+
+Browser fixtures use Debian's Chromium; without it they skip loudly, except under CI=true, where
+they fail.
 """
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 import time
@@ -19,14 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import func, select
 
 from civicard.adapters.api.app import create_app
 from civicard.adapters.db import tables as t
 from civicard.adapters.db.migrate import upgrade
 from civicard.bootstrap import Container, bootstrap
+from civicard.identity.terminal_auth import encode_signature, sign_request
 from civicard.registry.enrollment import CreateHousehold, EnrollPerson, create_household, enroll_person
 from civicard.registry.recording import record_fact
 from civicard.settings import Mode, Settings
@@ -45,8 +57,41 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 SEED_CONTEXT = AccessContext(Actor("seed", "registrar"), "fact_correction")
-DEMO_HEADERS = {"X-Civicard-Actor": "registrar-e2e", "X-Civicard-Role": "registrar"}
+SEEDED_BY = "e2e:seed"
 STARTUP_SECONDS = 15.0
+PING = "/v1/terminals/ping"
+TERMINAL_LABEL = "Tienda La Esquina (e2e)"
+
+
+@dataclass(frozen=True)
+class StaffLogin:
+    """A staff account the seed creates on every server, with what its holder types to sign in."""
+
+    username: str
+    role: str
+    display_name: str
+    password: str
+    totp_secret: str | None = None
+
+    def credentials(self, totp_code: str | None = None) -> dict[str, Any]:
+        """The POST /v1/sessions body; a TOTP account gets the current code unless one is given."""
+        body: dict[str, Any] = {"username": self.username, "password": self.password}
+        if self.totp_secret is not None:
+            body["totp_code"] = totp_code or pyotp.TOTP(self.totp_secret).now()
+        return body
+
+
+REGISTRAR = StaffLogin("registrar-e2e", "registrar", "Rosa Registradora (e2e)", "mesa-de-registro-e2e-2026")
+REVIEWER = StaffLogin("reviewer-e2e", "reviewer", "Rubén Revisor (e2e)", "revision-de-casos-e2e-2026")
+# program_admin needs a second factor; the secret is passed in so tests can compute codes.
+PROGRAM_ADMIN = StaffLogin(
+    "admin-e2e",
+    "program_admin",
+    "Ana Administradora (e2e)",
+    "reglas-del-programa-e2e-2026",
+    totp_secret="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+)
+STAFF: tuple[StaffLogin, ...] = (REGISTRAR, REVIEWER, PROGRAM_ADMIN)
 
 
 @dataclass(frozen=True)
@@ -122,9 +167,25 @@ class LiveServer:
     backend: str
     container: Container
     town: SeededTown
+    staff: dict[str, str] = field(default_factory=dict)  # username → account id
 
     def person(self, full_name: str) -> str:
         return self.town.person_ids[full_name]
+
+    def account_id(self, login: StaffLogin) -> str:
+        """The id create_staff_account returned: what the access log and recorded_by name."""
+        return self.staff[login.username]
+
+    def sign_in(self, login: StaffLogin, totp_code: str | None = None) -> httpx.Response:
+        """POST /v1/sessions as `login` (one attempt against this server's per-address throttle)."""
+        return httpx.post(f"{self.base_url}/v1/sessions", json=login.credentials(totp_code), timeout=10.0)
+
+    def open_session(self, login: StaffLogin) -> dict[str, str]:
+        """Sign in and return {token, csrf_token, role, display_name}; fails the test if refused."""
+        response = self.sign_in(login)
+        assert response.status_code == 201, response.text
+        session: dict[str, str] = response.json()
+        return session
 
     def access_log_since(self, seq: int) -> list[dict[str, Any]]:
         query = select(t.access_log).where(t.access_log.c.seq > seq).order_by(t.access_log.c.seq)
@@ -179,6 +240,48 @@ def seed_town(container: Container) -> SeededTown:
     return town
 
 
+def seed_staff(container: Container) -> dict[str, str]:
+    """Create STAFF through the real AuthStore; returns username → account id."""
+    accounts = {}
+    for login in STAFF:
+        created = container.auth.create_staff_account(
+            login.username, login.display_name, login.role, login.password, SEEDED_BY, totp_secret=login.totp_secret
+        )
+        assert created.totp_secret == login.totp_secret
+        accounts[login.username] = created.account.id
+    return accounts
+
+
+def register_terminal(server: LiveServer) -> tuple[Ed25519PrivateKey, str]:
+    """A new vendor terminal: its private device key (kept by the test) and the id the server gave it."""
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    terminal = server.container.auth.register_terminal(TERMINAL_LABEL, public, server.account_id(REGISTRAR))
+    return key, terminal.id
+
+
+def signed_headers(
+    key: Ed25519PrivateKey,
+    terminal_id: str,
+    target: str = PING,
+    body: bytes = b"",
+    *,
+    method: str = "POST",
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """What a terminal sends: its id, the time, a fresh nonce and the signature over the request."""
+    when = int(time.time()) if timestamp is None else timestamp
+    once = secrets.token_urlsafe(24) if nonce is None else nonce
+    signature = sign_request(key, method, target, body, when, once, terminal_id)
+    return {
+        "X-Civicard-Terminal": terminal_id,
+        "X-Civicard-Timestamp": str(when),
+        "X-Civicard-Nonce": once,
+        "X-Civicard-Signature": encode_signature(signature),
+    }
+
+
 def _record(container: Container, kind: str, subject_id: str, key: dict[str, Any], values: dict[str, Any]) -> None:
     with container.uow(SEED_CONTEXT) as uow:
         record_fact(uow, kind, subject_id, key, values, FACTS_FROM, "seeded for end-to-end tests")
@@ -214,15 +317,22 @@ def running_server(data_dir: Path, database_url: str, backend: str) -> Iterator[
     container = bootstrap(settings)
     try:
         town = seed_town(container)
+        staff = seed_staff(container)
         sock = _listening_socket()
         host, port = sock.getsockname()
-        server = uvicorn.Server(uvicorn.Config(create_app(container), host=host, port=port, log_level="warning"))
+        # "critical": uvicorn would log each 500 again ("Exception in ASGI application") after the
+        # response is sent, formatting the traceback in the server thread while the test thread may
+        # be formatting a failure; on CPython 3.11 both call ast.parse, which is not thread-safe
+        # there ("SystemError: AST constructor recursion depth mismatch" crashed an xdist worker).
+        # civicard's own handler logs unexpected errors before it answers, so nothing is lost.
+        config = uvicorn.Config(create_app(container), host=host, port=port, log_level="critical")
+        server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-e2e", daemon=True)
         thread.start()
         base_url = f"http://{host}:{port}"
         try:
             _wait_until_healthy(base_url, thread)
-            yield LiveServer(base_url=base_url, backend=backend, container=container, town=town)
+            yield LiveServer(base_url=base_url, backend=backend, container=container, town=town, staff=staff)
         finally:
             server.should_exit = True
             thread.join(timeout=10)
@@ -239,11 +349,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         yield server
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def api_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """Like `live_server`, on each backend; PostgreSQL gets a fresh schema dropped afterwards."""
-    data_dir = tmp_path_factory.mktemp(f"civicard-e2e-{request.param}")
-    if request.param == "sqlite":
+@contextmanager
+def serve_on(backend: str, data_dir: Path) -> Iterator[LiveServer]:
+    """A seeded server on `backend`; PostgreSQL gets a fresh schema dropped afterwards."""
+    if backend == "sqlite":
         with running_server(data_dir, f"sqlite:///{data_dir / 'civicard.db'}", "sqlite") as server:
             yield server
         return
@@ -252,10 +361,24 @@ def api_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
             yield server
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def api_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Like `live_server`, on each backend; PostgreSQL gets a fresh schema dropped afterwards."""
+    with serve_on(request.param, tmp_path_factory.mktemp(f"civicard-e2e-{request.param}")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def registrar_session(api_server: LiveServer) -> dict[str, str]:
+    """One registrar session per server, signed in over HTTP once and shared by the module."""
+    return api_server.open_session(REGISTRAR)
+
+
 @pytest.fixture
-def api(api_server: LiveServer) -> Iterator[httpx.Client]:
-    """An HTTP client declaring the demo registrar; each request adds its own purpose."""
-    with httpx.Client(base_url=api_server.base_url, headers=DEMO_HEADERS, timeout=10.0) as client:
+def api(api_server: LiveServer, registrar_session: dict[str, str]) -> Iterator[httpx.Client]:
+    """An HTTP client signed in as REGISTRAR (bearer token); each request adds its own purpose."""
+    headers = {"Authorization": f"Bearer {registrar_session['token']}"}
+    with httpx.Client(base_url=api_server.base_url, headers=headers, timeout=10.0) as client:
         yield client
 
 
@@ -282,16 +405,23 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-@pytest.fixture
-def browser_page(chromium: Any) -> Iterator[Any]:
-    """A fresh browser context and page per test: no cookies or history carried between tests."""
-    context = chromium.new_context(locale="es-ES", viewport={"width": 1280, "height": 900})
+@contextmanager
+def page_in_new_context(chromium: Any, storage_state: dict[str, Any] | None = None) -> Iterator[Any]:
+    """A page in a browser context of its own, optionally starting with saved cookies."""
+    context = chromium.new_context(locale="es-ES", viewport={"width": 1280, "height": 900}, storage_state=storage_state)
     page = context.new_page()
     page.set_default_timeout(10_000)
     try:
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture
+def browser_page(chromium: Any) -> Iterator[Any]:
+    """A fresh browser context and page per test: no cookies or history carried between tests."""
+    with page_in_new_context(chromium) as page:
+        yield page
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,16 @@
 """Property-based fuzzing of every OpenAPI operation over HTTP: no input may cause a server error,
 and every response must match what the OpenAPI document promises.
 
-The demo identity headers are fixed (a registrar correcting facts) so generated requests get past
-the access check and reach the services. A second run pins the path ids to seeded records, so
-generated bodies reach the validation of real persons and households instead of stopping at 404.
+Generated requests carry a real registrar session (a bearer token from POST /v1/sessions, signed
+in once for the module) and a fixed purpose (correcting facts), so they get past the access check
+and reach the services. A second run pins the path ids to seeded records, so generated bodies
+reach the validation of real persons and households instead of stopping at 404. The session and
+terminal endpoints are fuzzed like the rest; signing out gets a disposable session per example
+(so the shared one survives), and a third run signs generated terminal requests with a registered
+device key, so generated nonces get past the signature check.
+
+POST /v1/sessions is fuzzed from 127.0.0.1 like everything else, so after 20 attempts the server
+answers 429 (documented): the module's own session is opened before any fuzzing starts.
 
 The OpenAPI document is taken from the application at collection time (schemathesis needs the
 operations to create one test per operation; its lazy `from_fixture` loader does not work with
@@ -17,19 +24,21 @@ from typing import Any, cast
 import httpx
 import pytest
 import schemathesis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
+from schemathesis.core.result import Ok
 
 from civicard.adapters.api.app import create_app
 from civicard.bootstrap import Container
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import PING, REGISTRAR, LiveServer, register_terminal, signed_headers
 
 pytestmark = pytest.mark.e2e
-FUZZ_HEADERS = {
-    "X-Civicard-Actor": "fuzz",
-    "X-Civicard-Role": "registrar",
-    "X-Civicard-Purpose": "fact_correction",
-}
+FUZZ_HEADERS = {"X-Civicard-Purpose": "fact_correction"}
+SIGN_OUT = ("DELETE", "/v1/sessions/current")
+# Operations that decide authentication themselves; everywhere else a 401 means the fuzzer lost its session.
+AUTHENTICATING_PATHS = frozenset({"/v1/sessions", "/v1/sessions/current", PING})
 FUZZ_SETTINGS = settings(
     max_examples=25,
     deadline=None,
@@ -38,34 +47,73 @@ FUZZ_SETTINGS = settings(
 # Every built-in check runs (not_a_server_error, response_schema_conformance, content_type_conformance,
 # status_code_conformance, unsupported_method, negative_data_rejection, missing_required_header…)
 # except one, which cannot hide a 5xx: positive_data_acceptance — the document does not publish the
-# domain's rules (vocabulary codes, postcode patterns, non-blank reasons), so schema-valid bodies
-# are rightly refused with 422.
+# domain's rules (vocabulary codes, postcode patterns, non-blank reasons, nonce alphabet), so
+# schema-valid requests are rightly refused with 422.
 EXCLUDED_CHECKS = [positive_data_acceptance]
 # Building the OpenAPI document touches no container state; no database is opened here.
 OPENAPI = create_app(cast(Container, None)).openapi()
 schema = schemathesis.openapi.from_dict(OPENAPI)
 schema.config.update(headers=FUZZ_HEADERS)
+# Signed terminal requests: positive cases only, because the signature is made over what was
+# generated and a valid signature would turn a deliberately malformed request into a valid one.
+terminal_schema = schemathesis.openapi.from_dict(OPENAPI).include(path=PING)
+terminal_schema.config.generation.update(modes=[GenerationMode.POSITIVE])
+
+
+def stays_signed_in(ctx: schemathesis.CheckContext, response: schemathesis.Response, case: Any) -> bool | None:
+    """A registry operation never answers 401 to the fuzzer: its session must stay valid throughout."""
+    if case.path not in AUTHENTICATING_PATHS and response.status_code == 401:
+        raise AssertionError(f"{case.method} {case.path} answered 401: the fuzzing session was lost")
+    return None
+
+
+@pytest.fixture(scope="module")
+def fuzz_session(live_server: LiveServer) -> dict[str, str]:
+    """The registrar session every generated request carries (one sign-in for the whole module)."""
+    return live_server.open_session(REGISTRAR)
+
+
+@pytest.fixture(scope="module")
+def fuzz_terminal(live_server: LiveServer) -> tuple[Ed25519PrivateKey, str]:
+    return register_terminal(live_server)
+
+
+def authorization(case: schemathesis.Case[Any], server: LiveServer, session: dict[str, str]) -> dict[str, str]:
+    """The shared session's bearer token, or a disposable session for an example that signs out."""
+    token = session["token"]
+    if (case.method.upper(), case.path) == SIGN_OUT:
+        token = server.container.auth.open_resident_session(server.person("Inés Ibáñez Muñoz")).session_token
+    return {"Authorization": f"Bearer {token}"}
 
 
 def test_the_live_server_serves_the_openapi_document_being_fuzzed(live_server: LiveServer) -> None:
     served = httpx.get(f"{live_server.base_url}/openapi.json", timeout=10.0)
     assert served.status_code == 200
     assert served.json() == OPENAPI
-    assert len(list(schema.get_all_operations())) >= 15
+    results = list(schema.get_all_operations())
+    assert all(isinstance(r, Ok) for r in results)
+    operations = {(r.ok().method.upper(), r.ok().path) for r in results if isinstance(r, Ok)}
+    assert len(operations) >= 18
+    assert {("POST", "/v1/sessions"), SIGN_OUT, ("POST", PING)} <= operations
 
 
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_no_generated_request_causes_a_server_error_or_breaks_the_documented_responses(
-    case: schemathesis.Case[Any], live_server: LiveServer
+    case: schemathesis.Case[Any], live_server: LiveServer, fuzz_session: dict[str, str]
 ) -> None:
-    case.call_and_validate(base_url=live_server.base_url, excluded_checks=EXCLUDED_CHECKS)
+    case.call_and_validate(
+        base_url=live_server.base_url,
+        headers=authorization(case, live_server, fuzz_session),
+        excluded_checks=EXCLUDED_CHECKS,
+        additional_checks=[stays_signed_in],
+    )
 
 
 @schema.include(path_regex=r"\{(person|household)_id\}").parametrize()
 @FUZZ_SETTINGS
 def test_no_generated_body_about_a_seeded_record_causes_a_server_error_or_breaks_the_documented_responses(
-    case: schemathesis.Case[Any], live_server: LiveServer
+    case: schemathesis.Case[Any], live_server: LiveServer, fuzz_session: dict[str, str]
 ) -> None:
     seeded = {
         "person_id": live_server.person("José Luis Martínez Ruiz"),
@@ -73,4 +121,22 @@ def test_no_generated_body_about_a_seeded_record_causes_a_server_error_or_breaks
     }
     for name in case.path_parameters or {}:
         case.path_parameters[name] = seeded[name]
-    case.call_and_validate(base_url=live_server.base_url, excluded_checks=EXCLUDED_CHECKS)
+    case.call_and_validate(
+        base_url=live_server.base_url,
+        headers=authorization(case, live_server, fuzz_session),
+        excluded_checks=EXCLUDED_CHECKS,
+        additional_checks=[stays_signed_in],
+    )
+
+
+@terminal_schema.parametrize()
+@FUZZ_SETTINGS
+def test_no_generated_nonce_in_a_correctly_signed_terminal_request_causes_a_server_error(
+    case: schemathesis.Case[Any], live_server: LiveServer, fuzz_terminal: tuple[Ed25519PrivateKey, str]
+) -> None:
+    key, terminal_id = fuzz_terminal
+    generated = {name.lower(): value for name, value in (case.headers or {}).items()}
+    nonce = str(generated.get("x-civicard-nonce", ""))
+    # Registered id, current time and a valid signature over the generated nonce: only the nonce is fuzzed.
+    headers = signed_headers(key, terminal_id, method=case.method.upper(), nonce=nonce)
+    case.call_and_validate(base_url=live_server.base_url, headers=headers, excluded_checks=EXCLUDED_CHECKS)

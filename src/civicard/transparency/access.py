@@ -71,6 +71,8 @@ class PurposePolicy:
     purposes: dict[str, frozenset[str]]
     descriptions: dict[str, str]
     roles: dict[str, frozenset[str]]
+    read_only: frozenset[str] = frozenset()
+    self_only: frozenset[str] = frozenset()
 
     def check(self, context: AccessContext) -> frozenset[str]:
         """The categories `context` may touch; refuses an unknown role or a purpose the role lacks."""
@@ -87,6 +89,17 @@ class PurposePolicy:
             )
         return self.purposes[context.purpose]
 
+    def check_subjects(self, context: AccessContext, subjects: Sequence[Subject]) -> None:
+        """A self-scoped purpose (a resident's) reaches only the actor's own person record."""
+        if context.purpose not in self.self_only:
+            return
+        if not subjects or any(s.person_id != context.actor.id for s in subjects):
+            raise Forbidden("not_your_record", "This purpose only reaches your own record.")
+
+    def check_writable(self, context: AccessContext) -> None:
+        if context.purpose in self.read_only:
+            raise Forbidden("purpose_read_only", f"The purpose '{context.purpose}' does not allow changes.")
+
 
 @cache
 def purpose_policy() -> PurposePolicy:
@@ -95,6 +108,8 @@ def purpose_policy() -> PurposePolicy:
         purposes={p: frozenset(v["categories"]) for p, v in raw["purposes"].items()},
         descriptions={p: v["description"] for p, v in raw["purposes"].items()},
         roles={r: frozenset(ps) for r, ps in raw["roles"].items()},
+        read_only=frozenset(p for p, v in raw["purposes"].items() if not v.get("writes", True)),
+        self_only=frozenset(p for p, v in raw["purposes"].items() if v.get("scope") == "self"),
     )
 
 
@@ -111,7 +126,10 @@ def disclose(
     Categories the purpose does not allow are silently withheld (the caller shows only what is
     returned); if none of the wanted categories is allowed the read is refused outright.
     """
-    allowed = purpose_policy().check(context)
+    policy = purpose_policy()
+    allowed = policy.check(context)
+    subjects = list(subjects)
+    policy.check_subjects(context, subjects)
     wanted_set = frozenset(wanted)
     granted = wanted_set & allowed
     if wanted_set and not granted:
@@ -132,7 +150,11 @@ def record_change(
     at: datetime,
 ) -> None:
     """Authorise and log a write; the entry commits with the change it records."""
-    allowed = purpose_policy().check(context)
+    policy = purpose_policy()
+    allowed = policy.check(context)
+    policy.check_writable(context)
+    subjects = list(subjects)
+    policy.check_subjects(context, subjects)
     touched = frozenset(categories)
     if not touched <= allowed:
         missing = ", ".join(sorted(touched - allowed))

@@ -26,6 +26,7 @@ from civicard.transparency.access import AccessContext
 SESSION_COOKIE = "civicard_session"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _WORD = re.compile(r"^[a-z_]{1,60}$")
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$", re.ASCII)
 
 
 def container(request: Request) -> Container:
@@ -96,7 +97,7 @@ async def terminal(
     x_civicard_signature: Annotated[str, Header(max_length=200)],
 ) -> Principal:
     """A vendor terminal's request, signed with its device key over the raw target and body."""
-    if not x_civicard_timestamp.isdigit():
+    if not _TIMESTAMP.match(x_civicard_timestamp):
         raise InvalidInput("terminal_bad_request", "X-Civicard-Timestamp must be unix seconds.")
     signature = decode_signature(x_civicard_signature)
     target = request.scope["raw_path"].decode("latin-1")
