@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from civicard.adapters.demo_accounts import ensure_demo_accounts
 from civicard.adapters.cli.users import users_app
 from civicard.adapters.db import tables
 from civicard.adapters.db.auth_store import AuthStore, NewStaffAccount, SignedIn, Terminal, ThrottlePolicy
 from civicard.adapters.db.migrate import upgrade
+from civicard.adapters.demo_accounts import ensure_demo_accounts
 from civicard.bootstrap import Container
 from civicard.identity.principals import Principal
 from civicard.identity.staff import Argon2Params, PasswordHashing

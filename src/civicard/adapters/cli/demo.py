@@ -123,7 +123,7 @@ def _print_guide(container: Container, console: Console) -> None:
         f"{container.settings.data_dir / 'demo-root.key'}; never use it for real people)\n"
         "  Open  http://127.0.0.1:8000/            landing page\n"
         "        http://127.0.0.1:8000/registrar   search e.g. 'maria perez' or document 52123456\n"
-        "        http://127.0.0.1:8000/docs        the API (POST /v1/sessions, then Bearer token + X-Civicard-Purpose)\n"
+        "        http://127.0.0.1:8000/docs        the API (POST /v1/sessions; Bearer token + X-Civicard-Purpose)\n"
         "  Sign in with one of the demo logins below.\n",
         highlight=False,
     )
