@@ -15,10 +15,12 @@ from sqlalchemy import Engine
 
 from civicard.adapters.db.auth_store import AuthStore
 from civicard.adapters.db.engine import make_engine
+from civicard.adapters.db.log_store import Integrator
 from civicard.adapters.db.uow import SqlUnitOfWork
 from civicard.settings import Mode, Settings, demo_root_key
 from civicard.shared.clock import Clock
 from civicard.shared.keys import RootKey, parse_root_key
+from civicard.transparency.checkpoints import NoteSigner
 from civicard.transparency.access import AccessContext
 
 log = logging.getLogger("civicard")
@@ -43,6 +45,16 @@ class Container:
     def auth(self) -> AuthStore:
         """Staff accounts, sessions and terminals; one per process (it caches a dummy hash)."""
         return AuthStore(self.engine, self.clock, self.root_key)
+
+    @cached_property
+    def log_signer(self) -> NoteSigner:
+        """Signs log checkpoints; Ed25519 seeded from the root key, never stored."""
+        return NoteSigner.from_root_key(self.root_key)
+
+    @cached_property
+    def integrator(self) -> Integrator:
+        """Folds access-log entries into the Merkle tree and signs checkpoints (one per process)."""
+        return Integrator(self.engine, self.log_signer, self.clock)
 
     def close(self) -> None:
         self.engine.dispose()

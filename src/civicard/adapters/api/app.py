@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -9,6 +12,7 @@ from sqlalchemy import text
 from civicard import __version__
 from civicard.adapters.api.access import App
 from civicard.adapters.api.problems import install_problem_handlers, problem
+from civicard.adapters.api.log_routes import router as log_router
 from civicard.adapters.api.registry_routes import router as registry_router
 from civicard.adapters.api.session_routes import router as session_router
 from civicard.adapters.db.migrate import head_revision
@@ -18,7 +22,16 @@ from civicard.bootstrap import Container
 
 
 def create_app(container: Container) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        container.integrator.start()  # entries reach a signed checkpoint within about a second
+        try:
+            yield
+        finally:
+            container.integrator.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="civicard",
         version=__version__,
         description="Identity cards and need-based benefits, with an access log residents can verify. "
@@ -28,6 +41,7 @@ def create_app(container: Container) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(registry_router)
     app.include_router(session_router)
+    app.include_router(log_router)
     _health(app)
     app.include_router(pages_router)
     mount_static(app)
@@ -50,4 +64,6 @@ def _health(app: FastAPI) -> None:
             return problem(503, "database_unavailable", "Not ready", "The database does not answer.")
         if current != head_revision():
             return problem(503, "schema_outdated", "Not ready", "Run `civicard db upgrade`.")
+        if container.integrator.last_error is not None:
+            return problem(503, "log_integrator_failing", "Not ready", "The access-log integrator is failing.")
         return JSONResponse({"status": "ready", "schema": current})

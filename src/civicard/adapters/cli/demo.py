@@ -11,16 +11,17 @@ from sqlalchemy import func, select
 from civicard.adapters.bulk.importer import import_population
 from civicard.adapters.cli.progress import staged_progress
 from civicard.adapters.db import tables
+from civicard.adapters.db.log_store import latest_checkpoint
 from civicard.adapters.db.migrate import upgrade
 from civicard.adapters.demo_accounts import ensure_demo_accounts, print_demo_accounts
 from civicard.bootstrap import Container
 from civicard.registry.enrollment import CreateHousehold, EnrollPerson, create_household, enroll_person
 from civicard.registry.population import PopulationSpec, generate_population
+from civicard.registry.lookup import get_household, get_person, search_persons
 from civicard.registry.recording import correct_fact, record_fact
 from civicard.transparency.access import AccessContext, Actor
 
 DEMO_SYSTEM = AccessContext(Actor("demo:setup", "system"), "demo_setup")
-DEMO_REGISTRAR = Actor("demo-registrar", "registrar")
 SHOWCASE_NAME = "María José Pérez Gómez"
 
 
@@ -30,11 +31,16 @@ def load_demo_town(container: Container, households: int, seed: int, console: Co
     upgrade(url)
     with container.uow(DEMO_SYSTEM) as uow:
         persons = uow.connection.execute(select(func.count()).select_from(tables.persons)).scalar_one()
+    accounts = ensure_demo_accounts(container)
     if persons:
         console.print(f"Demo town already loaded ({persons:,} persons) in {_where(container)}.")
     else:
         _load(container, households, seed, console)
-    accounts = ensure_demo_accounts(container)
+    folded = container.integrator.run_once(full=True)
+    with container.engine.connect() as conn:
+        latest = latest_checkpoint(conn)
+    if latest is not None:
+        console.print(f"Access log: {folded:,} new entries folded; signed checkpoint covers {latest.tree_size:,}.")
     _print_guide(container, console)
     print_demo_accounts(accounts, console)
 
@@ -47,14 +53,16 @@ def _load(container: Container, households: int, seed: int, console: Console) ->
     with staged_progress("Importing") as progress:
         report = import_population(container.engine, source, DEMO_SYSTEM, container.clock, progress)
     console.print(f"Imported {report}.")
-    _enroll_showcase_family(container)
+    staff = {a.role: Actor(a.id, a.role) for a in container.auth.list_staff_accounts()}
+    family = _enroll_showcase_family(container, staff["registrar"])
+    _daily_reads(container, staff, family)
     shutil.rmtree(source, ignore_errors=True)
 
 
-def _enroll_showcase_family(container: Container) -> None:
+def _enroll_showcase_family(container: Container, registrar: Actor) -> list[str]:
     """A family enrolled at the desk, with facts and one correction, so the history is realistic."""
-    desk = AccessContext(DEMO_REGISTRAR, "enrollment")
-    facts = AccessContext(DEMO_REGISTRAR, "fact_correction")
+    desk = AccessContext(registrar, "enrollment")
+    facts = AccessContext(registrar, "fact_correction")
     with container.uow(desk) as uow:
         home = create_household(uow, CreateHousehold("CEN-01", "Carrera 7 # 12-45", "50012"))
     members = [
@@ -111,6 +119,23 @@ def _enroll_showcase_family(container: Container) -> None:
             date(2024, 5, 1),
             "asthma, clinic certificate",
         )
+    return ids
+
+
+def _daily_reads(container: Container, staff: dict[str, Actor], family: list[str]) -> None:
+    """Reads of the kind a resident finds in their log: the desk, a reviewer, and themselves."""
+    mother = family[0]
+    with container.uow(AccessContext(staff["registrar"], "enrollment")) as uow:
+        search_persons(uow, "maria perez")
+    with container.uow(AccessContext(staff["registrar"], "enrollment")) as uow:
+        membership = get_person(uow, mother).membership
+    if membership is not None:
+        with container.uow(AccessContext(staff["registrar"], "fact_correction")) as uow:
+            get_household(uow, membership.household_id)
+    with container.uow(AccessContext(staff["reviewer"], "duplicate_review")) as uow:
+        get_person(uow, mother)
+    with container.uow(AccessContext(Actor(mother, "resident"), "self_access")) as uow:
+        get_person(uow, mother)
 
 
 def _where(container: Container) -> str:
