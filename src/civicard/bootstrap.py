@@ -20,8 +20,8 @@ from civicard.adapters.db.uow import SqlUnitOfWork
 from civicard.settings import Mode, Settings, demo_root_key
 from civicard.shared.clock import Clock
 from civicard.shared.keys import RootKey, parse_root_key
-from civicard.transparency.checkpoints import NoteSigner
 from civicard.transparency.access import AccessContext
+from civicard.transparency.checkpoints import NoteSigner
 
 log = logging.getLogger("civicard")
 

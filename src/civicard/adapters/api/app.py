@@ -11,8 +11,8 @@ from sqlalchemy import text
 
 from civicard import __version__
 from civicard.adapters.api.access import App
-from civicard.adapters.api.problems import install_problem_handlers, problem
 from civicard.adapters.api.log_routes import router as log_router
+from civicard.adapters.api.problems import install_problem_handlers, problem
 from civicard.adapters.api.registry_routes import router as registry_router
 from civicard.adapters.api.session_routes import router as session_router
 from civicard.adapters.db.migrate import head_revision

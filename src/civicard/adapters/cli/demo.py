@@ -16,8 +16,8 @@ from civicard.adapters.db.migrate import upgrade
 from civicard.adapters.demo_accounts import ensure_demo_accounts, print_demo_accounts
 from civicard.bootstrap import Container
 from civicard.registry.enrollment import CreateHousehold, EnrollPerson, create_household, enroll_person
-from civicard.registry.population import PopulationSpec, generate_population
 from civicard.registry.lookup import get_household, get_person, search_persons
+from civicard.registry.population import PopulationSpec, generate_population
 from civicard.registry.recording import correct_fact, record_fact
 from civicard.transparency.access import AccessContext, Actor
 
