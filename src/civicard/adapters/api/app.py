@@ -18,6 +18,7 @@ from civicard.adapters.api.session_routes import router as session_router
 from civicard.adapters.db.migrate import head_revision
 from civicard.adapters.web.pages import mount_static
 from civicard.adapters.web.pages import router as pages_router
+from civicard.adapters.web.resident_pages import router as resident_router
 from civicard.bootstrap import Container
 
 
@@ -44,6 +45,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(log_router)
     _health(app)
     app.include_router(pages_router)
+    app.include_router(resident_router)
     mount_static(app)
     return app
 

@@ -37,7 +37,7 @@ def mount_static(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
 
-def _session(request: Request, app: App) -> ActiveSession | None:
+def session_of(request: Request, app: App) -> ActiveSession | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
@@ -47,12 +47,12 @@ def _session(request: Request, app: App) -> ActiveSession | None:
         return None
 
 
-def _render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+def render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, name, {"vocab": vocabulary(), **context}, status_code=status_code)
 
 
-def _error(request: Request, name: str, exc: DomainError, **context: Any) -> HTMLResponse:
-    return _render(request, name, status_code=http_status(exc)[0], error=exc, **context)
+def render_error(request: Request, name: str, exc: DomainError, **context: Any) -> HTMLResponse:
+    return render(request, name, status_code=http_status(exc)[0], error=exc, **context)
 
 
 def _staff_page(session: ActiveSession, purpose: str) -> AccessContext:
@@ -73,18 +73,18 @@ def _to_sign_in() -> RedirectResponse:
 @router.get("/", response_class=HTMLResponse)
 def landing(request: Request, app: App) -> HTMLResponse:
     demo = app.settings.mode is Mode.DEMO
-    return _render(
+    return render(
         request,
         "index.html",
         demo=demo,
-        session=_session(request, app),
+        session=session_of(request, app),
         accounts=demo_credentials(app) if demo else [],
     )
 
 
 @router.get("/signin", response_class=HTMLResponse)
 def sign_in_page(request: Request) -> HTMLResponse:
-    return _render(request, "signin.html", username="")
+    return render(request, "signin.html", username="")
 
 
 @router.post("/signin", response_model=None)
@@ -98,7 +98,7 @@ def sign_in(
     try:
         signed = app.auth.sign_in(username, password, totp_code or None, client_address(request))
     except DomainError as exc:
-        return _error(request, "signin.html", exc, username=username)
+        return render_error(request, "signin.html", exc, username=username)
     home = HOME_OF_ROLE.get(signed.principal.role, "/")
     response = RedirectResponse(home, status_code=303)
     response.set_cookie(
@@ -114,7 +114,7 @@ def sign_in(
 
 @router.post("/signout", response_model=None)
 def sign_out(request: Request, app: App, csrf_token: Annotated[str, Form(max_length=64)] = "") -> Response:
-    session = _session(request, app)
+    session = session_of(request, app)
     if session and csrf_matches(session.csrf_token, csrf_token):
         app.auth.sign_out(request.cookies.get(SESSION_COOKIE, ""))
     response = RedirectResponse("/", status_code=303)
@@ -124,10 +124,10 @@ def sign_out(request: Request, app: App, csrf_token: Annotated[str, Form(max_len
 
 @router.get("/registrar", response_model=None)
 def registrar_home(request: Request, app: App) -> Response:
-    session = _session(request, app)
+    session = session_of(request, app)
     if session is None:
         return _to_sign_in()
-    return _render(
+    return render(
         request,
         "registrar_search.html",
         session=session,
@@ -146,7 +146,7 @@ def registrar_search(
     purpose: Annotated[str, Form(max_length=60)] = "enrollment",
     csrf_token: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    session = _session(request, app)
+    session = session_of(request, app)
     if session is None:
         return _to_sign_in()
     page: dict[str, Any] = {"query": q, "purpose": purpose, "session": session, "purposes": _purposes(session)}
@@ -156,13 +156,13 @@ def registrar_search(
         with app.uow(_staff_page(session, purpose)) as uow:
             found = lookup.search_persons(uow, q, limit=50)
     except DomainError as exc:
-        return _error(request, "registrar_search.html", exc, results=None, **page)
-    return _render(request, "registrar_search.html", results=found, **page)
+        return render_error(request, "registrar_search.html", exc, results=None, **page)
+    return render(request, "registrar_search.html", results=found, **page)
 
 
 @router.get("/registrar/households/{household_id}", response_model=None)
 def household_page(request: Request, app: App, household_id: str, purpose: str = "enrollment") -> Response:
-    session = _session(request, app)
+    session = session_of(request, app)
     if session is None:
         return _to_sign_in()
     page: dict[str, Any] = {"purpose": purpose, "session": session}
@@ -170,5 +170,5 @@ def household_page(request: Request, app: App, household_id: str, purpose: str =
         with app.uow(_staff_page(session, purpose)) as uow:
             record = lookup.get_household(uow, household_id)
     except DomainError as exc:
-        return _error(request, "household.html", exc, record=None, **page)
-    return _render(request, "household.html", record=record, on=app.clock.today(), **page)
+        return render_error(request, "household.html", exc, record=None, **page)
+    return render(request, "household.html", record=record, on=app.clock.today(), **page)
