@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from civicard import __version__
 from civicard.adapters.api.access import App
+from civicard.adapters.api.card_routes import router as card_router
 from civicard.adapters.api.log_routes import router as log_router
 from civicard.adapters.api.problems import install_problem_handlers, problem
 from civicard.adapters.api.registry_routes import router as registry_router
@@ -43,6 +44,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(registry_router)
     app.include_router(session_router)
     app.include_router(log_router)
+    app.include_router(card_router)
     _health(app)
     app.include_router(pages_router)
     app.include_router(resident_router)

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from civicard.adapters.cli.audit import audit_app
+from civicard.adapters.cli.cards import cards_app
 from civicard.adapters.cli.users import users_app
 from civicard.bootstrap import Container, bootstrap
 from civicard.settings import Mode, Settings
@@ -30,6 +31,7 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
+app.add_typer(cards_app, name="cards")
 
 console = Console(stderr=True)
 out = Console()

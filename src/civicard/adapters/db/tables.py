@@ -287,4 +287,48 @@ PERSONAL_TABLES: tuple[str, ...] = (
     "households",
     "memberships",
     *FACT_TABLES,
+    "cards",
+    "card_pins",
+)
+
+# Cards (identity/cards.py). A card row links a random handle and a status-list slot to a person;
+# the token is not stored (Ed25519 is deterministic: re-signing the same claims gives the same text).
+cards = Table(
+    "cards",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("handle", String(11), nullable=False, unique=True),
+    Column("person_id", ID, ForeignKey("persons.id"), nullable=False, index=True),
+    Column("status_index", BigInteger, nullable=False, unique=True),
+    Column("kid", SmallInteger, nullable=False),
+    Column("issued_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("issued_by", String(120), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("status_reason", CODE, nullable=True),
+    Column("status_changed_at", Timestamp, nullable=True),
+    Column("status_changed_by", String(120), nullable=True),
+    Column("replaces_card_id", ID, ForeignKey("cards.id"), nullable=True),
+)
+
+card_pins = Table(
+    "card_pins",
+    metadata,
+    Column("card_id", ID, ForeignKey("cards.id"), primary_key=True),
+    Column("pin_hash", String(80), nullable=False),
+    Column("consecutive_failures", Integer, nullable=False, server_default="0"),
+    Column("locked", Boolean, nullable=False, server_default=text("false")),
+    Column("set_at", Timestamp, nullable=False),
+    Column("set_by", String(120), nullable=False),
+)
+
+# Every published version of the card status list: the signed list and the signed delta from the
+# version before, exactly as served at the public endpoints (so a terminal can catch up step by step).
+status_list_versions = Table(
+    "status_list_versions",
+    metadata,
+    Column("version", Sequence64, primary_key=True, autoincrement=False),
+    Column("published_at", Timestamp, nullable=False),
+    Column("signed_list", LargeBinary, nullable=False),
+    Column("signed_delta", LargeBinary, nullable=True),
 )
