@@ -16,7 +16,9 @@ from sqlalchemy import Engine
 from civicard.adapters.db.auth_store import AuthStore
 from civicard.adapters.db.engine import make_engine
 from civicard.adapters.db.log_store import Integrator
+from civicard.adapters.db.resident_sign_in import CardPinSignIn
 from civicard.adapters.db.uow import SqlUnitOfWork
+from civicard.identity.cards import CardKeys
 from civicard.settings import Mode, Settings, demo_root_key
 from civicard.shared.clock import Clock
 from civicard.shared.keys import RootKey, parse_root_key
@@ -45,6 +47,15 @@ class Container:
     def auth(self) -> AuthStore:
         """Staff accounts, sessions and terminals; one per process (it caches a dummy hash)."""
         return AuthStore(self.engine, self.clock, self.root_key)
+
+    @cached_property
+    def card_keys(self) -> CardKeys:
+        """Card issuer keys and PIN pepper, derived from the root key once per process."""
+        return CardKeys.derive(self.root_key)
+
+    @cached_property
+    def resident_sign_in(self) -> CardPinSignIn:
+        return CardPinSignIn(self.engine, self.clock, self.card_keys, self.auth)
 
     @cached_property
     def log_signer(self) -> NoteSigner:

@@ -12,6 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from civicard.adapters.db.card_store import SqlCardUnitOfWork
+from civicard.identity.cards import issue_card
+from civicard.identity.credentials import format_handle
+from civicard.shared.clock import Clock
+from civicard.transparency.access import AccessContext, Actor
 from civicard.transparency.checkpoints import VerifierKey
 from civicard.transparency.proofs import ResidentLog, check_proof_json, verify_resident_log
 from tests.e2e.conftest import REGISTRAR, LiveServer
@@ -152,11 +157,49 @@ def test_the_residents_page_marks_each_entry_verified(live_server: LiveServer, c
         page.screenshot(path=str(screenshots / "resident-access-log.png"), full_page=True)
 
 
+def _card_with_pin(server: LiveServer, full_name: str, pin: str) -> str:
+    """Issue a card with a PIN at the desk (registrar, card_service) and return its handle."""
+    registrar = Actor(server.account_id(REGISTRAR), "registrar")
+    with SqlCardUnitOfWork(server.container.engine, AccessContext(registrar, "card_service"), Clock()) as uow:
+        existing = uow.cards.current_of_person(server.person(full_name))
+        if existing is not None:
+            return existing.handle
+        issued = issue_card(uow, server.container.card_keys, server.person(full_name), pin=pin)
+    return issued.card.handle
+
+
+def test_a_resident_signs_in_with_card_and_pin_and_failed_tries_show_in_their_log(api_server: LiveServer) -> None:
+    handle = _card_with_pin(api_server, "María José Pérez Gómez", "4821")
+    url = api_server.base_url + "/v1/me/sessions"
+    wrong = httpx.post(url, json={"card_handle": handle, "pin": "9999"})
+    assert wrong.status_code == 401 and wrong.json()["code"] == "pin_wrong"
+    right = httpx.post(url, json={"card_handle": format_handle(handle).lower(), "pin": "4821"})
+    assert right.status_code == 201, right.text
+    me = _bearer(right.json()["token"])
+    body = httpx.get(api_server.base_url + "/v1/me/access-log", headers=me).json()
+    tries = [e for e in body["entries"] if e["entry"]["purpose"] == "resident_sign_in"]
+    assert len(tries) == 2 and all(e["entry"]["actor"] == f"card:{handle}" for e in tries)
+    unknown = httpx.post(url, json={"card_handle": "0000-0000-000", "pin": "4821"})
+    assert unknown.status_code in (404, 422)
+
+
 @pytest.mark.e2e
-def test_resident_sign_in_refuses_everyone_until_cards_exist(live_server: LiveServer, browser_page: Any) -> None:
+def test_a_resident_signs_in_on_the_page_and_sees_the_verified_log(
+    live_server: LiveServer, browser_page: Any, screenshots: Any
+) -> None:
+    handle = _card_with_pin(live_server, "María José Pérez Gómez", "4821")
     browser_page.goto(live_server.base_url + "/me")
-    browser_page.fill("#handle", "ABCD-EFGH-JKL")
+    browser_page.fill("#handle", format_handle(handle))
+    browser_page.fill("#pin", "1357")
+    browser_page.click("button[type=submit]")
+    assert browser_page.locator("[data-code=pin_wrong]").count() == 1
     browser_page.fill("#pin", "4821")
     browser_page.click("button[type=submit]")
-    assert browser_page.locator("[data-code=resident_sign_in_unavailable]").count() == 1
-    assert "civicard_session" not in {c["name"] for c in browser_page.context.cookies()}
+    browser_page.wait_for_url("**/me/log")
+    assert "4821" not in browser_page.url and handle not in browser_page.url
+    deadline = time.monotonic() + INTEGRATION_WAIT
+    while browser_page.locator("[data-verification=verified]").count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        browser_page.reload()
+    assert browser_page.locator("[data-verification=verified]").count() == 1
+    browser_page.screenshot(path=str(screenshots / "resident-signed-in.png"), full_page=True)

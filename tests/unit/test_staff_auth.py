@@ -9,7 +9,6 @@ import pyotp
 import pytest
 
 from civicard.identity.principals import Principal
-from civicard.identity.resident_auth import CardPinAuthenticator, ResidentAuthenticator
 from civicard.identity.sessions import (
     SessionPolicy,
     csrf_matches,
@@ -33,7 +32,7 @@ from civicard.identity.staff import (
     role_needs_totp,
     totp_provisioning_uri,
 )
-from civicard.shared.errors import DomainError, Unauthenticated
+from civicard.shared.errors import DomainError
 from civicard.shared.keys import RootKey
 
 FAST = Argon2Params(time_cost=1, memory_cost=8, parallelism=1)
@@ -160,14 +159,6 @@ def test_csrf_tokens_match_only_themselves() -> None:
     assert not csrf_matches(token, None)
     assert not csrf_matches(token, "")
     assert not csrf_matches("", "")
-
-
-def test_the_card_and_pin_authenticator_refuses_everyone_until_pins_exist() -> None:
-    authenticator: ResidentAuthenticator = CardPinAuthenticator()
-    for handle, pin in [("k7QmZ2", "1234"), ("", ""), ("any", "0000")]:
-        with pytest.raises(Unauthenticated) as caught:
-            authenticator.sign_in(handle, pin, "127.0.0.1")
-        assert caught.value.code == "resident_sign_in_unavailable"
 
 
 def test_a_principal_acts_as_its_id_and_role() -> None:

@@ -11,10 +11,13 @@ from sqlalchemy import func, select
 from civicard.adapters.bulk.importer import import_population
 from civicard.adapters.cli.progress import staged_progress
 from civicard.adapters.db import tables
+from civicard.adapters.db.card_store import SqlCardUnitOfWork
 from civicard.adapters.db.log_store import latest_checkpoint
 from civicard.adapters.db.migrate import upgrade
 from civicard.adapters.demo_accounts import ensure_demo_accounts, print_demo_accounts
 from civicard.bootstrap import Container
+from civicard.identity.cards import issue_card
+from civicard.identity.credentials import format_handle
 from civicard.registry.enrollment import CreateHousehold, EnrollPerson, create_household, enroll_person
 from civicard.registry.lookup import get_household, get_person, search_persons
 from civicard.registry.population import PopulationSpec, generate_population
@@ -23,6 +26,7 @@ from civicard.transparency.access import AccessContext, Actor
 
 DEMO_SYSTEM = AccessContext(Actor("demo:setup", "system"), "demo_setup")
 SHOWCASE_NAME = "María José Pérez Gómez"
+SHOWCASE_PIN = "4821"  # demo only: printed by the demo so a visitor can sign in as María José
 
 
 def load_demo_town(container: Container, households: int, seed: int, console: Console) -> None:
@@ -43,6 +47,9 @@ def load_demo_town(container: Container, households: int, seed: int, console: Co
         console.print(f"Access log: {folded:,} new entries folded; signed checkpoint covers {latest.tree_size:,}.")
     _print_guide(container, console)
     print_demo_accounts(accounts, console)
+    handle = _showcase_handle(container)
+    if handle:
+        console.print(f"  resident       {SHOWCASE_NAME}: card {handle}, PIN {SHOWCASE_PIN}  →  http://127.0.0.1:8000/me\n")
 
 
 def _load(container: Container, households: int, seed: int, console: Console) -> None:
@@ -55,6 +62,7 @@ def _load(container: Container, households: int, seed: int, console: Console) ->
     console.print(f"Imported {report}.")
     staff = {a.role: Actor(a.id, a.role) for a in container.auth.list_staff_accounts()}
     family = _enroll_showcase_family(container, staff["registrar"])
+    _issue_showcase_card(container, staff["registrar"], family[0])
     _daily_reads(container, staff, family)
     shutil.rmtree(source, ignore_errors=True)
 
@@ -120,6 +128,21 @@ def _enroll_showcase_family(container: Container, registrar: Actor) -> list[str]
             "asthma, clinic certificate",
         )
     return ids
+
+
+def _issue_showcase_card(container: Container, registrar: Actor, person_id: str) -> None:
+    with SqlCardUnitOfWork(container.engine, AccessContext(registrar, "card_service"), container.clock) as uow:
+        issue_card(uow, container.card_keys, person_id, pin=SHOWCASE_PIN)
+
+
+def _showcase_handle(container: Container) -> str | None:
+    with container.uow(DEMO_SYSTEM) as uow:
+        handle = uow.connection.execute(
+            select(tables.cards.c.handle)
+            .join(tables.persons, tables.persons.c.id == tables.cards.c.person_id)
+            .where(tables.persons.c.national_id == "52123456", tables.cards.c.status == "valid")
+        ).scalar()
+    return format_handle(handle) if handle else None
 
 
 def _daily_reads(container: Container, staff: dict[str, Actor], family: list[str]) -> None:

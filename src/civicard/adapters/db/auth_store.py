@@ -296,7 +296,7 @@ class AuthStore:
         """A session for a resident. ONLY for an authenticator that has verified card and PIN.
 
         This is the one way a resident session is made; today nothing calls it outside tests,
-        because `CardPinAuthenticator` refuses everyone until PINs are issued.
+        after `CardPinSignIn` (adapters/db/resident_sign_in.py) has checked the card and PIN.
         """
         if not is_id(person_id):
             raise InvalidInput("invalid_person_id", "A person id is 32 lowercase hex characters.")

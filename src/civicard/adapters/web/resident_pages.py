@@ -12,11 +12,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from civicard.adapters.api.access import App
+from civicard.adapters.api.access import SESSION_COOKIE, App
 from civicard.adapters.api.session_routes import client_address
 from civicard.adapters.db import log_store
 from civicard.adapters.web.pages import render, render_error, session_of
-from civicard.identity.resident_auth import CardPinAuthenticator
 from civicard.identity.staff import StaffAccount
 from civicard.shared.errors import DomainError
 from civicard.transparency.access import AccessContext, purpose_policy
@@ -33,14 +32,24 @@ def resident_sign_in_page(request: Request) -> HTMLResponse:
 @router.post("/me/signin", response_model=None)
 def resident_sign_in(
     request: Request,
+    app: App,
     handle: Annotated[str, Form(max_length=20)] = "",
     pin: Annotated[str, Form(max_length=6)] = "",
 ) -> Response:
     try:
-        CardPinAuthenticator().sign_in(handle, pin, client_address(request))
+        signed = app.resident_sign_in.open_session(handle, pin, client_address(request))
     except DomainError as exc:
         return render_error(request, "resident_signin.html", exc, handle=handle)
-    return RedirectResponse("/me/log", status_code=303)  # unreachable until cards carry PINs
+    response = RedirectResponse("/me/log", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        signed.session_token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
 
 
 @router.get("/me/log", response_model=None)
