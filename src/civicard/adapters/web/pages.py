@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from civicard.adapters.api.access import SESSION_COOKIE, App
 from civicard.adapters.api.problems import http_status
 from civicard.adapters.api.session_routes import client_address
-from civicard.adapters.db.auth_store import ActiveSession
+from civicard.adapters.db.auth_store import ActiveSession, SignedIn
 from civicard.adapters.demo_accounts import demo_credentials
 from civicard.identity.sessions import csrf_matches
 from civicard.registry import lookup
@@ -53,6 +53,19 @@ def render(request: Request, name: str, *, status_code: int = 200, **context: An
 
 def render_error(request: Request, name: str, exc: DomainError, **context: Any) -> HTMLResponse:
     return render(request, name, status_code=http_status(exc)[0], error=exc, **context)
+
+
+def with_session_cookie(request: Request, response: Response, signed: SignedIn) -> Response:
+    """The session cookie: HttpOnly, SameSite=Strict, Secure whenever the request came over HTTPS."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        signed.session_token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
 
 
 def _staff_page(session: ActiveSession, purpose: str) -> AccessContext:
@@ -99,17 +112,7 @@ def sign_in(
         signed = app.auth.sign_in(username, password, totp_code or None, client_address(request))
     except DomainError as exc:
         return render_error(request, "signin.html", exc, username=username)
-    home = HOME_OF_ROLE.get(signed.principal.role, "/")
-    response = RedirectResponse(home, status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        signed.session_token,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
-    return response
+    return with_session_cookie(request, RedirectResponse(HOME_OF_ROLE.get(signed.principal.role, "/"), 303), signed)
 
 
 @router.post("/signout", response_model=None)

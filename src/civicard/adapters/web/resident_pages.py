@@ -12,10 +12,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from civicard.adapters.api.access import SESSION_COOKIE, App
+from civicard.adapters.api.access import App
 from civicard.adapters.api.session_routes import client_address
 from civicard.adapters.db import log_store
-from civicard.adapters.web.pages import render, render_error, session_of
+from civicard.adapters.web.pages import render, render_error, session_of, with_session_cookie
 from civicard.identity.staff import StaffAccount
 from civicard.shared.errors import DomainError
 from civicard.transparency.access import AccessContext, purpose_policy
@@ -40,16 +40,7 @@ def resident_sign_in(
         signed = app.resident_sign_in.open_session(handle, pin, client_address(request))
     except DomainError as exc:
         return render_error(request, "resident_signin.html", exc, handle=handle)
-    response = RedirectResponse("/me/log", status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        signed.session_token,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
-    return response
+    return with_session_cookie(request, RedirectResponse("/me/log", status_code=303), signed)
 
 
 @router.get("/me/log", response_model=None)
