@@ -65,7 +65,8 @@ def my_access_log(
 def my_entry_proof(leaf_index: int, app: App, me: Resident) -> dict[str, Any]:
     """An offline proof bundle for one of your entries (check it with `civicard audit check-proof`)."""
     with app.uow(AccessContext(me.actor(), "self_access")) as uow:
+        mine = {e.leaf_index for e in log_store.resident_log(uow, me.id).entries}
+        if leaf_index not in mine:  # checked first: another person's leaf must not even look pending
+            raise NotFound("unknown_entry", f"There is no entry of yours at leaf {leaf_index}.")
         bundle = log_store.prove_entry(uow, leaf_index, app.log_signer.verifier)
-    if bundle.entry.subject_person_id != me.id:
-        raise NotFound("unknown_entry", f"There is no entry of yours at leaf {leaf_index}.")
     return bundle.to_json()

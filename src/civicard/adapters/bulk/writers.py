@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
@@ -119,7 +120,7 @@ class BulkAccessLog:
     """An AccessLog that appends entries through the bulk writer (COPY on PostgreSQL)."""
 
     columns = ("occurred_at", "actor", "role", "purpose", "action", "subject_person_id", "subject_household_id",
-               "categories", "detail")
+               "categories", "detail", "subject_salt")
 
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
@@ -141,6 +142,8 @@ class BulkAccessLog:
             ),
             "categories": [" ".join(e.categories) for e in entries],
             "detail": [e.detail for e in entries],
+            # A fresh salt per entry, as SqlAccessLog writes: public leaves must not link a subject.
+            "subject_salt": [secrets.token_hex(16) if e.subject else "" for e in entries],
         })
         columns = [c.name for c in t.access_log.columns if c.name in self.columns]
         self.entries += self.writer.write(t.access_log, columns, [batch])

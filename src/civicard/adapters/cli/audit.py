@@ -16,9 +16,8 @@ from typing import Annotated
 
 import typer
 
-from civicard.adapters.db.log_store import Integrator, latest_checkpoint, prove_entry, verify_stored_log
-from civicard.bootstrap import Container
-from civicard.transparency.checkpoints import DEFAULT_ORIGIN, NoteSigner, VerifierKey
+from civicard.adapters.db.log_store import latest_checkpoint, prove_entry, verify_stored_log
+from civicard.transparency.checkpoints import DEFAULT_ORIGIN, VerifierKey
 from civicard.transparency.proofs import check_proof_json
 
 audit_app = typer.Typer(
@@ -44,11 +43,6 @@ def _cli() -> ModuleType:
     return main
 
 
-def signer_of(built: Container, origin: str = DEFAULT_ORIGIN) -> NoteSigner:
-    """The checkpoint signer: Ed25519 seeded from the root key (never stored)."""
-    return NoteSigner.from_root_key(built.root_key, origin)
-
-
 def parse_public_key(text: str, name: str = DEFAULT_ORIGIN) -> VerifierKey:
     """A verifier-key string, or a raw base64 Ed25519 key taken to be `name`'s."""
     if _VKEY.fullmatch(text.strip()):
@@ -67,8 +61,7 @@ def integrate() -> None:
     """Fold pending entries into the tree and sign a checkpoint now (e.g. after a bulk import)."""
     cli = _cli()
     with cli.container() as built:
-        integrator = Integrator(built.engine, signer_of(built), built.clock)
-        folded = cli.run_checked(lambda: integrator.run_once(full=True))
+        folded = cli.run_checked(lambda: built.integrator.run_once(full=True))
         with built.engine.connect() as conn:
             latest = latest_checkpoint(conn)
     size = latest.tree_size if latest else 0
@@ -90,7 +83,7 @@ def checkpoint() -> None:
 def public_key() -> None:
     """Print the log's verifier key (name+key ID+base64 key), to publish and to pin."""
     with _cli().container() as built:
-        typer.echo(signer_of(built).verifier.to_vkey())
+        typer.echo(built.log_signer.verifier.to_vkey())
 
 
 @audit_app.command("verify")
@@ -105,7 +98,7 @@ def verify(
     cli = _cli()
     held = against.read_text(encoding="utf-8") if against else None
     with cli.container() as built:
-        key = parse_public_key(key_text) if key_text else signer_of(built).verifier
+        key = parse_public_key(key_text) if key_text else built.log_signer.verifier
         with built.engine.connect() as conn:
             report = cli.run_checked(lambda: verify_stored_log(conn, key, against=held))
     if not report.ok:
@@ -123,7 +116,7 @@ def prove(
     """Write the offline proof (JSON) that entry N is in the signed log."""
     cli = _cli()
     with cli.container() as built, built.engine.connect() as conn:
-        key = signer_of(built).verifier
+        key = built.log_signer.verifier
         bundle = cli.run_checked(lambda: prove_entry(conn, entry, key))
     document = json.dumps(bundle.to_json(), indent=2, ensure_ascii=False) + "\n"
     if out_file is None:

@@ -393,6 +393,7 @@ class Integrator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sweep_from: int | None = None  # the next older window starts after this seq
+        self._folded_since_analyze = 0
         # subject id → chain head (None: no entry yet), valid only while the tree size is _heads_size.
         self._heads: dict[str, bytes | None] = {}
         self._heads_size = -1
@@ -413,7 +414,21 @@ class Integrator:
                     if folded < self.batch_size:
                         break
                     floor = last_seq  # a backlog: continue after this batch instead of rescanning it
+            self._refresh_statistics(total)
             return total
+
+    def _refresh_statistics(self, folded: int) -> None:
+        """ANALYZE the log tables on PostgreSQL once they have grown by a tenth (50,000 rows at least).
+
+        Autovacuum normally does this, but after a bulk load (or where it is off) the planner has
+        no statistics and turns the integrator's indexed lookups into whole-table scans.
+        """
+        self._folded_since_analyze += folded
+        if self.engine.dialect.name != "postgresql" or self._folded_since_analyze < max(50_000, self._heads_size // 10):
+            return
+        with self.engine.begin() as conn:
+            conn.execute(text(f"ANALYZE {_A.name}, {_L.name}, {_N.name}"))
+        self._folded_since_analyze = 0
 
     def _pending_ranges(self) -> list[tuple[int, int | None]]:
         """(floor, ceiling) seq ranges holding rows with no leaf, found *without* the log lock, so
