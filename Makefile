@@ -44,6 +44,8 @@ unit: $(VENV)/.installed-dev
 ## bench: full-size benchmarks (slow); results go to bench/RESULTS.md by hand for now
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/merkle_bench.py
+	$(BIN)/python bench/log_bench.py
+	$(BIN)/python bench/card_bench.py
 	$(BIN)/python bench/import_bench.py
 
 clean:
