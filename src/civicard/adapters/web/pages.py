@@ -19,6 +19,7 @@ from civicard.adapters.api.access import SESSION_COOKIE, App
 from civicard.adapters.api.problems import http_status
 from civicard.adapters.api.session_routes import client_address
 from civicard.adapters.db.auth_store import ActiveSession, SignedIn
+from civicard.adapters.db.card_store import SqlCardUnitOfWork
 from civicard.adapters.demo_accounts import demo_credentials
 from civicard.identity.sessions import csrf_matches
 from civicard.registry import lookup
@@ -68,7 +69,7 @@ def with_session_cookie(request: Request, response: Response, signed: SignedIn) 
     return response
 
 
-def _staff_page(session: ActiveSession, purpose: str) -> AccessContext:
+def staff_context(session: ActiveSession, purpose: str) -> AccessContext:
     if session.principal.kind != "staff":
         raise Forbidden("staff_only", "These pages are for staff.")
     return AccessContext(session.principal.actor(), purpose)
@@ -156,7 +157,7 @@ def registrar_search(
     try:
         if not csrf_matches(session.csrf_token, csrf_token):
             raise Forbidden("csrf_failed", "The form has expired; reload the page and try again.")
-        with app.uow(_staff_page(session, purpose)) as uow:
+        with app.uow(staff_context(session, purpose)) as uow:
             found = lookup.search_persons(uow, q, limit=50)
     except DomainError as exc:
         return render_error(request, "registrar_search.html", exc, results=None, **page)
@@ -170,8 +171,9 @@ def household_page(request: Request, app: App, household_id: str, purpose: str =
         return _to_sign_in()
     page: dict[str, Any] = {"purpose": purpose, "session": session}
     try:
-        with app.uow(_staff_page(session, purpose)) as uow:
+        with SqlCardUnitOfWork(app.engine, staff_context(session, purpose), app.clock) as uow:
             record = lookup.get_household(uow, household_id)
+            cards = {m.person_id: uow.cards.current_of_person(m.person_id) for m, _ in record.members}
     except DomainError as exc:
         return render_error(request, "household.html", exc, record=None, **page)
-    return render(request, "household.html", record=record, on=app.clock.today(), **page)
+    return render(request, "household.html", record=record, cards=cards, on=app.clock.today(), **page)
