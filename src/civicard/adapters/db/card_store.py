@@ -42,9 +42,11 @@ class SqlCards:
         self.conn = conn
 
     def add(self, card: Card) -> None:
+        # No SAVEPOINT here: with pysqlite a savepoint opened before the first write starts and then
+        # *commits* its own transaction, so earlier writes of the unit of work would survive a
+        # refusal. A unique-index refusal aborts the whole unit of work instead.
         try:
-            with self.conn.begin_nested():
-                self.conn.execute(insert(t.cards).values(**{f: getattr(card, f) for f in _CARD_FIELDS}))
+            self.conn.execute(insert(t.cards).values(**{f: getattr(card, f) for f in _CARD_FIELDS}))
         except IntegrityError:
             raise Conflict("card_conflict", "A card took this handle or slot at the same moment; try again.") from None
 
@@ -98,10 +100,9 @@ class SqlCards:
 
     def add_status_list(self, published: PublishedStatusList) -> None:
         try:
-            with self.conn.begin_nested():
-                self.conn.execute(insert(t.status_list_versions).values(
-                    version=published.version, published_at=published.published_at,
-                    signed_list=published.signed_list, signed_delta=published.signed_delta))
+            self.conn.execute(insert(t.status_list_versions).values(
+                version=published.version, published_at=published.published_at,
+                signed_list=published.signed_list, signed_delta=published.signed_delta))
         except IntegrityError:
             raise Conflict("status_list_busy", "The status list was published at the same moment; try again.") from None
 

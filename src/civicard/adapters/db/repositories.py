@@ -122,9 +122,11 @@ class SqlMemberships:
         self.conn = conn
 
     def add(self, membership: Membership) -> None:
+        # No SAVEPOINT here: with pysqlite a savepoint opened before the first write starts and then
+        # *commits* its own transaction, so earlier writes of the unit of work would survive a
+        # refusal. A unique-index refusal aborts the whole unit of work instead.
         try:
-            with self.conn.begin_nested():
-                self.conn.execute(insert(t.memberships).values(**membership.__dict__))
+            self.conn.execute(insert(t.memberships).values(**membership.__dict__))
         except IntegrityError:
             # The partial unique index caught a concurrent enrollment of the same person.
             raise Conflict("already_in_household", "This person already belongs to a household.") from None
