@@ -203,3 +203,17 @@ def test_a_resident_signs_in_on_the_page_and_sees_the_verified_log(
         browser_page.reload()
     assert browser_page.locator("[data-verification=verified]").count() == 1
     browser_page.screenshot(path=str(screenshots / "resident-signed-in.png"), full_page=True)
+
+
+def test_pin_tries_from_one_address_are_rate_limited_across_cards(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.e2e.conftest import serve_on
+
+    with serve_on("sqlite", tmp_path_factory.mktemp("pin-spray")) as server:
+        handles = [_card_with_pin(server, name, "4821") for name in list(server.town.person_ids)[:3]]
+        codes = [
+            httpx.post(server.base_url + "/v1/me/sessions", json={"card_handle": handles[i % 3], "pin": "9999"})
+            for i in range(21)
+        ]
+        assert {r.json()["code"] for r in codes[:20]} <= {"pin_wrong", "pin_locked"}
+        assert codes[20].status_code == 429 and codes[20].json()["code"] == "too_many_attempts"
+        assert "retry-after" in codes[20].headers

@@ -206,6 +206,21 @@ class AuthStore:
             raise outcome
         return outcome
 
+    def count_sign_in_attempt(self, client_address: str) -> None:
+        """Count one sign-in attempt from this address (residents' card + PIN tries too); refuses
+        past the limit, so one address cannot spray PINs across many cards (`too_many_attempts`)."""
+        now = self._now()
+        with self.engine.connect() as conn:
+            attempts, window_start = _bump_window(conn, _address_bucket(client_address), now, self.throttle.window)
+            conn.commit()
+        if attempts > self.throttle.attempts_per_window:
+            retry = _seconds(window_start + self.throttle.window - now)
+            raise Unauthenticated(
+                "too_many_attempts",
+                f"Too many sign-in attempts from this address; try again in {retry} s.",
+                retry_after_seconds=retry,
+            )
+
     def _attempt_sign_in(
         self, conn: Connection, name: str, password: str, totp_code: str | None, client: str, now: datetime
     ) -> SignedIn | DomainError:

@@ -3,7 +3,8 @@
 The PIN check is the cards service's (`attempt_card_pin`: only valid, unexpired cards; five
 consecutive failures lock the card until a registrar resets it). The attempt is logged against
 the card holder with the unauthenticated actor `card:<handle>`, so a resident sees failed tries
-on their card. Only a right PIN opens a session (`AuthStore.open_resident_session`).
+on their card. Attempts count against the client address's sign-in limit, so nobody can try a
+common PIN across many cards. Only a right PIN opens a session (`AuthStore.open_resident_session`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class CardPinSignIn:
         return self.open_session(card_handle, pin, client).principal
 
     def open_session(self, card_handle: str, pin: str, client: str) -> SignedIn:
+        self.auth.count_sign_in_attempt(client)
         handle = parse_handle(card_handle)
         context = AccessContext(Actor(f"card:{handle}", "resident"), "resident_sign_in")
         with SqlCardUnitOfWork(self.engine, context, self.clock) as uow:
