@@ -11,28 +11,23 @@ time DuckDB takes to read the same Parquet files into Arrow, measured in the sam
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import duckdb
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from databases import postgres_schema, sqlite_database
 from sqlalchemy.exc import OperationalError
 
 from civicard.adapters.bulk.importer import SOURCES, ImportReport, import_population
 from civicard.adapters.db.engine import make_engine
-from civicard.adapters.db.migrate import upgrade
 from civicard.registry.population import PopulationSpec, generate_population
 from civicard.shared.clock import Clock
 from civicard.transparency.access import AccessContext, Actor
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 IMPORTER = AccessContext(Actor("bench", "system"), "bulk_import")
 
 
@@ -45,31 +40,6 @@ def duckdb_read_seconds(extract: Path) -> float:
         return time.perf_counter() - started
 
 
-@contextmanager
-def sqlite_database(work: Path) -> Iterator[str]:
-    url = f"sqlite:///{work / 'bench.db'}"
-    upgrade(url)
-    yield url
-
-
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    base = os.environ.get("CIVICARD_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-    schema = f"bench_{secrets.token_hex(6)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
-        upgrade(url)
-        yield url
-    finally:
-        try:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        except OperationalError:
-            pass
-        admin.dispose()
 
 
 class Phases:
@@ -124,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         reference = duckdb_read_seconds(extract)
         results: list[str] = []
         targets: list[tuple[str, Callable[[], AbstractContextManager[str]]]] = [
-            ("SQLite", lambda: sqlite_database(work)), ("PostgreSQL (COPY)", postgres_schema)
+            ("SQLite", lambda: sqlite_database(work, "bench.db")), ("PostgreSQL (COPY)", postgres_schema)
         ]
         for name, database in targets:
             try:

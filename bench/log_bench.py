@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,9 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sqlalchemy import Engine, create_engine, exists, func, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from databases import postgres_schema, sqlite_database
+from sqlalchemy import Engine, exists, func, select
 
 from civicard.adapters.db import tables as t
 from civicard.adapters.db.engine import make_engine
@@ -50,7 +49,6 @@ from civicard.adapters.db.log_store import (
     stored_inclusion_proof,
     verify_stored_log,
 )
-from civicard.adapters.db.migrate import upgrade
 from civicard.adapters.db.repositories import SqlAccessLog
 from civicard.shared.clock import Clock
 from civicard.transparency.access import AccessEntry, Subject
@@ -59,7 +57,6 @@ from civicard.transparency.log_entries import LogEntry, canonical_leaf, next_cha
 from civicard.transparency.merkle import MerkleTree, verify_consistency, verify_inclusion
 from civicard.transparency.proofs import ProofBundle, check_proof_bundle, verify_resident_log
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 QUICK_ENTRIES, FULL_ENTRIES = 20_000, 1_000_000
 BASE_TIME = datetime(2026, 11, 15, 8, 0, tzinfo=UTC)
 SIGNER = NoteSigner.from_seed("civicard.example/log", hashlib.sha256(b"log bench").digest())
@@ -178,31 +175,6 @@ def bench_memory(entries: int, proofs: int, seed: int) -> list[str]:
 # --------------------------------------------------------------------------- stored
 
 
-@contextmanager
-def sqlite_database(work: Path) -> Iterator[str]:
-    url = f"sqlite:///{work / 'log-bench.db'}"
-    upgrade(url)
-    yield url
-
-
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    base = os.environ.get("CIVICARD_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-    schema = f"bench_{secrets.token_hex(6)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
-        upgrade(url)
-        yield url
-    finally:
-        try:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        except OperationalError:
-            pass
-        admin.dispose()
 
 
 def bulk_insert(engine: Engine, count: int, persons: int, seed: int) -> None:
