@@ -7,7 +7,6 @@ once and hands the result to the API, the pages and the CLI.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -38,10 +37,6 @@ class Container:
 
     def uow(self, context: AccessContext) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, context, self.clock)
-
-    @property
-    def uow_factory(self) -> Callable[[AccessContext], SqlUnitOfWork]:
-        return self.uow
 
     @cached_property
     def auth(self) -> AuthStore:

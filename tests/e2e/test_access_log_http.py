@@ -17,7 +17,7 @@ from civicard.identity.cards import issue_card
 from civicard.identity.credentials import format_handle
 from civicard.shared.clock import Clock
 from civicard.transparency.access import AccessContext, Actor
-from civicard.transparency.checkpoints import VerifierKey
+from civicard.transparency.checkpoints import VerifierKey, open_checkpoint
 from civicard.transparency.proofs import ResidentLog, check_proof_json, verify_resident_log
 from tests.e2e.conftest import REGISTRAR, LiveServer
 
@@ -121,7 +121,7 @@ def test_public_checkpoints_only_grow_and_prove_consistent(api_server: LiveServe
         time.sleep(0.2)
     proof = httpx.get(api_server.base_url + "/v1/log/consistency", params={"old": old_size}).json()
     assert proof["old_size"] == old_size and proof["new_size"] > old_size
-    assert key.key_id  # the published key parses
+    assert open_checkpoint(first.text, key).tree_size == old_size  # signed by the published key
     shrink = httpx.get(api_server.base_url + "/v1/log/consistency", params={"old": proof["new_size"], "new": 1})
     assert shrink.status_code == 422 and shrink.json()["code"] == "checkpoint_shrinks"
 

@@ -26,3 +26,8 @@ class Clock:
     @classmethod
     def fixed(cls, at: datetime) -> Clock:
         return cls(lambda: at)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything civicard stores is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -50,7 +50,7 @@ from civicard.identity.staff import (
     role_needs_totp,
     totp_provisioning_uri,
 )
-from civicard.shared.clock import Clock
+from civicard.shared.clock import Clock, as_utc
 from civicard.shared.errors import Conflict, DomainError, InvalidInput, NotFound, Unauthenticated
 from civicard.shared.ids import is_id, new_id
 from civicard.shared.keys import RootKey
@@ -211,30 +211,34 @@ class AuthStore:
         past the limit, so one address cannot spray PINs across many cards (`too_many_attempts`)."""
         now = self._now()
         with self.engine.connect() as conn:
-            attempts, window_start = _bump_window(conn, _address_bucket(client_address), now, self.throttle.window)
+            refusal = self._address_limit(conn, client_address, now, {})
             conn.commit()
-        if attempts > self.throttle.attempts_per_window:
-            retry = _seconds(window_start + self.throttle.window - now)
-            raise Unauthenticated(
-                "too_many_attempts",
-                f"Too many sign-in attempts from this address; try again in {retry} s.",
-                retry_after_seconds=retry,
-            )
+        if refusal is not None:
+            raise refusal
+
+    def _address_limit(
+        self, conn: Connection, client: str, now: datetime, seen: dict[str, str]
+    ) -> Unauthenticated | None:
+        """Count one attempt in the address's window; the refusal once the window is full."""
+        attempts, window_start = _bump_window(conn, _address_bucket(client), now, self.throttle.window)
+        if attempts <= self.throttle.attempts_per_window:
+            return None
+        retry = _seconds(window_start + self.throttle.window - now)
+        return Unauthenticated(
+            "too_many_attempts",
+            f"Too many sign-in attempts from this address; try again in {retry} s.",
+            retry_after_seconds=retry,
+            **seen,
+        )
 
     def _attempt_sign_in(
         self, conn: Connection, name: str, password: str, totp_code: str | None, client: str, now: datetime
     ) -> SignedIn | DomainError:
         seen = {"username": name, "client_address": client}
         # The throttle write comes first: on SQLite it takes the write lock, so the rest is serialised.
-        attempts, window_start = _bump_window(conn, _address_bucket(client), now, self.throttle.window)
-        if attempts > self.throttle.attempts_per_window:
-            retry = _seconds(window_start + self.throttle.window - now)
-            return Unauthenticated(
-                "too_many_attempts",
-                f"Too many sign-in attempts from this address; try again in {retry} s.",
-                retry_after_seconds=retry,
-                **seen,
-            )
+        refusal = self._address_limit(conn, client, now, seen)
+        if refusal is not None:
+            return refusal
         row = _account_row(conn, name, for_update=True)
         candidate = password[: MAX_PASSWORD_LENGTH + 1]  # longer than any stored password: cannot match
         if row is None:
@@ -334,7 +338,7 @@ class AuthStore:
             row = conn.execute(select(t.sessions).where(t.sessions.c.token_hash == hash_session_token(token))).first()
             if row is None or row.ended_at is not None:
                 raise _session_invalid()
-            created, last_seen = _utc(row.created_at), _utc(row.last_seen_at)
+            created, last_seen = as_utc(row.created_at), as_utc(row.last_seen_at)
             reason = self.session_policy.expiry_reason(created, last_seen, now)
             principal = None if reason else _session_principal(conn, row)
             if reason or principal is None:
@@ -466,13 +470,8 @@ class AuthStore:
 # --- rows and helpers ------------------------------------------------------------------------------
 
 
-def _utc(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; everything stored is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _utc_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else _utc(value)
+    return None if value is None else as_utc(value)
 
 
 def _seconds(span: timedelta) -> int:
@@ -490,7 +489,7 @@ def _account(row: Row[Any], disabled_at: datetime | None = None) -> StaffAccount
         username=row.username,
         display_name=row.display_name,
         role=row.role,
-        created_at=_utc(row.created_at),
+        created_at=as_utc(row.created_at),
         created_by=row.created_by,
         disabled_at=disabled_at or _utc_or_none(row.disabled_at),
     )
@@ -498,7 +497,7 @@ def _account(row: Row[Any], disabled_at: datetime | None = None) -> StaffAccount
 
 def _terminal(row: Row[Any], revoked_at: datetime | None = None) -> Terminal:
     revoked = revoked_at or _utc_or_none(row.revoked_at)
-    return Terminal(row.id, row.label, _utc(row.registered_at), row.registered_by, revoked)
+    return Terminal(row.id, row.label, as_utc(row.registered_at), row.registered_by, revoked)
 
 
 def _username_taken(name: str) -> Conflict:
@@ -546,7 +545,7 @@ def _bump_window(conn: Connection, bucket: str, now: datetime, window: timedelta
         },
     ).returning(c.attempts, c.window_start)
     attempts, start = conn.execute(stmt).one()
-    return int(attempts), _utc(start)
+    return int(attempts), as_utc(start)
 
 
 def _open_session(conn: Connection, principal: Principal, now: datetime) -> tuple[str, str]:

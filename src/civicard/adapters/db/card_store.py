@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, exists, insert, select, update
@@ -12,25 +12,21 @@ from civicard.adapters.db import tables as t
 from civicard.adapters.db.uow import SqlUnitOfWork
 from civicard.identity.cards import Card, PublishedStatusList, StoredPin
 from civicard.identity.pins import PinCounter
+from civicard.shared.clock import as_utc
 from civicard.shared.errors import Conflict
 
 _CARD_FIELDS = [c.name for c in t.cards.columns]
 _TIMES = ("issued_at", "expires_at", "status_changed_at")
 
 
-def _utc(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; everything stored is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _card(row: Row[Any]) -> Card:
     data = {f: getattr(row, f) for f in _CARD_FIELDS}
-    data |= {f: _utc(data[f]) for f in _TIMES if data[f] is not None}
+    data |= {f: as_utc(data[f]) for f in _TIMES if data[f] is not None}
     return Card(**data)
 
 
 def _published(row: Row[Any]) -> PublishedStatusList:
-    return PublishedStatusList(row.version, _utc(row.published_at), bytes(row.signed_list),
+    return PublishedStatusList(row.version, as_utc(row.published_at), bytes(row.signed_list),
                                bytes(row.signed_delta) if row.signed_delta is not None else None)
 
 

@@ -16,14 +16,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection, Engine, Row, Table, and_, bindparam, exists, func, insert, or_, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from civicard.adapters.db import tables as t
-from civicard.shared.clock import Clock
+from civicard.shared.clock import Clock, as_utc
 from civicard.shared.errors import Conflict, InvalidInput, NotFound
 from civicard.transparency.checkpoints import (
     DEFAULT_ORIGIN,
@@ -203,13 +203,8 @@ class StoredCheckpoint:
     note: str
 
 
-def _utc(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; everything stored is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _stored(row: Row[Any]) -> StoredCheckpoint:
-    return StoredCheckpoint(row.tree_size, bytes(row.root_hash), _utc(row.signed_at), row.key_id, row.note)
+    return StoredCheckpoint(row.tree_size, bytes(row.root_hash), as_utc(row.signed_at), row.key_id, row.note)
 
 
 def latest_checkpoint(source: ConnectionSource) -> StoredCheckpoint | None:

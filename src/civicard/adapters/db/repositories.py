@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, exists, insert, select, update
@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from civicard.adapters.db import tables as t
 from civicard.registry.facts import FACT_KINDS
 from civicard.registry.model import FactVersion, Household, Membership, Person
+from civicard.shared.clock import as_utc
 from civicard.shared.errors import Conflict
 from civicard.shared.ids import new_id
 from civicard.transparency.access import AccessEntry
@@ -20,14 +21,9 @@ from civicard.transparency.access import AccessEntry
 _PERSON_COLUMNS = [c.name for c in t.persons.columns if c.name != "search_key"]
 
 
-def _utc(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; everything stored is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _person(row: Row[Any]) -> Person:
     data = {c: getattr(row, c) for c in _PERSON_COLUMNS}
-    data["enrolled_at"] = _utc(data["enrolled_at"])
+    data["enrolled_at"] = as_utc(data["enrolled_at"])
     return Person(**data)
 
 
@@ -113,7 +109,7 @@ class SqlHouseholds:
     @staticmethod
     def _household(row: Row[Any]) -> Household:
         data = dict(row._mapping)
-        data["created_at"] = _utc(data["created_at"])
+        data["created_at"] = as_utc(data["created_at"])
         return Household(**data)
 
 
@@ -155,7 +151,7 @@ class SqlMemberships:
     @staticmethod
     def _membership(row: Row[Any]) -> Membership:
         fields = ("id", "household_id", "person_id", "relationship", "valid_from", "valid_to", "recorded_by", "reason")
-        return Membership(**{f: getattr(row, f) for f in fields}, recorded_at=_utc(row.recorded_at))
+        return Membership(**{f: getattr(row, f) for f in fields}, recorded_at=as_utc(row.recorded_at))
 
 
 class SqlFacts:
@@ -203,7 +199,7 @@ class SqlFacts:
             key={k: getattr(row, k) for k in kind.keys},
             values={v: getattr(row, v) for v in kind.values},
             valid_from=row.valid_from,
-            recorded_at=_utc(row.recorded_at),
+            recorded_at=as_utc(row.recorded_at),
             recorded_by=row.recorded_by,
             reason=row.reason,
             supersedes_id=row.supersedes_id,
