@@ -66,7 +66,7 @@ class Database:
     schema: str | None = None
 
 
-def _fresh_postgres_schema() -> Iterator[Database]:
+def fresh_postgres_schema() -> Iterator[Database]:
     _require_postgres()
     schema = f"t_{secrets.token_hex(6)}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
@@ -91,7 +91,7 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     if request.param == "sqlite":
         yield from _fresh_sqlite(tmp_path)
     else:
-        yield from _fresh_postgres_schema()
+        yield from fresh_postgres_schema()
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ from civicard.registry.enrollment import CreateHousehold, EnrollPerson, create_h
 from civicard.registry.recording import record_fact
 from civicard.settings import Mode, Settings
 from civicard.transparency.access import AccessContext, Actor
-from tests.conftest import IN_CI, _fresh_postgres_schema
+from tests.conftest import IN_CI, fresh_postgres_schema
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -356,7 +356,7 @@ def serve_on(backend: str, data_dir: Path) -> Iterator[LiveServer]:
         with running_server(data_dir, f"sqlite:///{data_dir / 'civicard.db'}", "sqlite") as server:
             yield server
         return
-    for database in _fresh_postgres_schema():
+    for database in fresh_postgres_schema():
         with running_server(data_dir, database.url, "postgresql") as server:
             yield server
 
