@@ -1,0 +1,126 @@
+"""Duplicate detection over a whole file or registry extract, as named DuckDB steps.
+
+features → (train) → predict with Splink → household second stage → clusters. The caller owns
+the DuckDB connection (memory limit, temp directory) and the input relation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+from splink import DuckDBAPI, Linker
+from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+from civicard.dedup.model import OPERATING_THRESHOLD, REVIEW_BAND, TF_COLUMNS, train, untrained_settings
+from civicard.dedup.records import features_sql, register_nicknames
+
+HOUSEHOLD_MEMBER_CAP = 0.2
+"""Probability a pair is capped to when the second stage sees two members of one household."""
+
+Step = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    records: int
+    pairs: int
+    clusters: int
+    records_in_clusters: int
+    household_members_separated: int
+    threshold: float
+    review_band: float
+    model: dict[str, Any]
+    pairs_table: str = "dedup_pairs"
+    clusters_table: str = "dedup_clusters"
+
+
+def second_stage_sql(predictions: str) -> str:
+    """Cap pairs that are two members of one household: the same registry household, or the same
+    address (with or without the same phone) — and given names that plainly differ. Twins and
+    siblings share everything else a duplicate shares; a re-enrollment with a typo, nickname or
+    initial keeps a given-name level above 'differ', so it is not capped."""
+    same_home = "(household_id_l = household_id_r OR gamma_household IN (4, 5))"
+    return f"""
+SELECT unique_id_l, unique_id_r,
+  match_probability AS model_probability,
+  CASE WHEN {same_home} AND (gamma_first_name = 0 OR gamma_dob = 0)
+       THEN least(match_probability, {HOUSEHOLD_MEMBER_CAP}) ELSE match_probability END AS match_probability,
+  coalesce({same_home} AND (gamma_first_name = 0 OR gamma_dob = 0), false) AS household_member,
+  gamma_first_name, gamma_surname, gamma_dob, gamma_sex, gamma_national_id, gamma_household
+FROM {predictions}
+"""
+
+
+def run_batch(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    *,
+    model: dict[str, Any] | None,
+    threshold: float = OPERATING_THRESHOLD,
+    review_band: float = REVIEW_BAND,
+    step: Step = lambda _: None,
+    second_stage: bool = True,
+) -> BatchResult:
+    """Score every blocked pair of the records in `source` (a table with INPUT_COLUMNS) and
+    cluster them. With `model=None` the model is trained on this data first."""
+    register_nicknames(con)
+    step("normalising records")
+    con.execute(f"CREATE OR REPLACE TABLE dedup_features AS {features_sql(source)}")
+    records = int(con.execute("SELECT count(*) FROM dedup_features").fetchall()[0][0])
+    db_api = DuckDBAPI(con)
+    features = db_api.register("dedup_features")
+    linker = Linker(features, model if model is not None else untrained_settings())
+    if model is None:
+        train(linker, step)
+    step("counting how common each name is")
+    for column in TF_COLUMNS:
+        linker.table_management.compute_tf_table(column)
+    step("scoring candidate pairs")
+    floor = min(review_band, HOUSEHOLD_MEMBER_CAP) if second_stage else review_band
+    predictions = linker.inference.predict_within(features, threshold_match_probability=floor, warning_mode="never")
+    step("separating household members")
+    scored = second_stage_sql(predictions.physical_name) if second_stage else _plain_sql(predictions.physical_name)
+    con.execute(f"CREATE OR REPLACE TABLE dedup_scored AS {scored}")
+    predictions.drop_table_from_database_and_remove_from_cache()
+    con.execute(
+        "CREATE OR REPLACE TABLE dedup_pairs AS SELECT * FROM dedup_scored WHERE match_probability >= ?",
+        [review_band],
+    )
+    separated = int(con.execute("SELECT count(*) FROM dedup_scored WHERE household_member").fetchall()[0][0])
+    step("clustering")
+    clusters = cluster_pairwise_predictions_at_threshold(
+        "dedup_features", "dedup_pairs", db_api, "unique_id", threshold_match_probability=threshold
+    )
+    con.execute(
+        "CREATE OR REPLACE TABLE dedup_clusters AS "
+        f"SELECT unique_id AS record_id, cluster_id FROM {clusters.physical_name}"
+    )
+    clusters.drop_table_from_database_and_remove_from_cache()
+    counts = con.execute(
+        "SELECT count(DISTINCT cluster_id), count(*) FILTER (WHERE n > 1) FROM "
+        "(SELECT cluster_id, count(*) OVER (PARTITION BY cluster_id) AS n FROM dedup_clusters)"
+    ).fetchall()[0]
+    pairs = int(con.execute("SELECT count(*) FROM dedup_pairs").fetchall()[0][0])
+    trained: dict[str, Any] = model if model is not None else linker.misc.save_model_to_json()
+    return BatchResult(
+        records=records,
+        pairs=pairs,
+        clusters=int(counts[0]),
+        records_in_clusters=int(counts[1]),
+        household_members_separated=separated,
+        threshold=threshold,
+        review_band=review_band,
+        model=trained,
+    )
+
+
+def _plain_sql(predictions: str) -> str:
+    return f"""
+SELECT unique_id_l, unique_id_r, match_probability AS model_probability, match_probability,
+  false AS household_member,
+  gamma_first_name, gamma_surname, gamma_dob, gamma_sex, gamma_national_id, gamma_household
+FROM {predictions}
+"""
