@@ -29,6 +29,7 @@ class BatchResult:
     pairs: int
     clusters: int
     records_in_clusters: int
+    duplicate_clusters: int
     household_members_separated: int
     threshold: float
     review_band: float
@@ -100,7 +101,8 @@ def run_batch(
     )
     clusters.drop_table_from_database_and_remove_from_cache()
     counts = con.execute(
-        "SELECT count(DISTINCT cluster_id), count(*) FILTER (WHERE n > 1) FROM "
+        "SELECT count(DISTINCT cluster_id), count(*) FILTER (WHERE n > 1),"
+        " count(DISTINCT cluster_id) FILTER (WHERE n > 1) FROM "
         "(SELECT cluster_id, count(*) OVER (PARTITION BY cluster_id) AS n FROM dedup_clusters)"
     ).fetchall()[0]
     pairs = int(con.execute("SELECT count(*) FROM dedup_pairs").fetchall()[0][0])
@@ -110,6 +112,7 @@ def run_batch(
         pairs=pairs,
         clusters=int(counts[0]),
         records_in_clusters=int(counts[1]),
+        duplicate_clusters=int(counts[2]),
         household_members_separated=separated,
         threshold=threshold,
         review_band=review_band,

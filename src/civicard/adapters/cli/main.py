@@ -15,6 +15,7 @@ from rich.console import Console
 
 from civicard.adapters.cli.audit import audit_app
 from civicard.adapters.cli.cards import cards_app
+from civicard.adapters.cli.dedup import dedup_app
 from civicard.adapters.cli.users import users_app
 from civicard.bootstrap import Container, bootstrap
 from civicard.settings import Mode, Settings
@@ -32,6 +33,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(cards_app, name="cards")
+app.add_typer(dedup_app, name="dedup")
 
 console = Console(stderr=True)
 out = Console()
