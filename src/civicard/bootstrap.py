@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from functools import cached_property
 
+import duckdb
 from sqlalchemy import Engine
 
 from civicard.adapters.db.auth_store import AuthStore
@@ -17,6 +18,8 @@ from civicard.adapters.db.engine import make_engine
 from civicard.adapters.db.log_store import Integrator
 from civicard.adapters.db.resident_sign_in import CardPinSignIn
 from civicard.adapters.db.uow import SqlUnitOfWork
+from civicard.dedup.matching import Matcher
+from civicard.dedup.model import saved_model
 from civicard.identity.cards import CardKeys
 from civicard.settings import Mode, Settings, demo_root_key
 from civicard.shared.clock import Clock
@@ -61,6 +64,11 @@ class Container:
     def integrator(self) -> Integrator:
         """Folds access-log entries into the Merkle tree and signs checkpoints (one per process)."""
         return Integrator(self.engine, self.log_signer, self.clock)
+
+    @cached_property
+    def matcher(self) -> Matcher:
+        """The saved duplicate model, scoring enrollments in a private in-memory DuckDB."""
+        return Matcher(saved_model(), duckdb.connect())
 
     def close(self) -> None:
         self.engine.dispose()

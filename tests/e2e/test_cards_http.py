@@ -32,8 +32,11 @@ POLICY = CardPolicy(status_list_capacity=2**16)
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Container, TestClient]]:
-    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'c.db'}",
-                        root_key=base64.b64encode(secrets.token_bytes(32)).decode())  # type: ignore[arg-type]
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'c.db'}",
+        root_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+    )  # type: ignore[arg-type]
     upgrade(settings.effective_database_url)
     container = bootstrap(settings)
     app = create_app(container)
@@ -46,8 +49,16 @@ def served(tmp_path: Path) -> Iterator[tuple[Container, TestClient]]:
 
 
 def _issue(container: Container) -> IssuedCard:
-    cmd = EnrollPerson(given_names="Ana", first_surname="Ríos", birth_date=date(1990, 5, 17), birth_place="Sur",
-                       sex="F", address_line="Calle 1", municipality="NOR-01", postcode="10001")
+    cmd = EnrollPerson(
+        given_names="Ana",
+        first_surname="Ríos",
+        birth_date=date(1990, 5, 17),
+        birth_place="Sur",
+        sex="F",
+        address_line="Calle 1",
+        municipality="NOR-01",
+        postcode="10001",
+    )
     with container.uow(AccessContext(DESK.actor, "enrollment")) as uow:
         person_id = enroll_person(uow, cmd).id
     with SqlCardUnitOfWork(container.engine, DESK, container.clock) as uow:

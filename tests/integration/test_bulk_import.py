@@ -101,8 +101,10 @@ def inspector(engine_url: str) -> Iterator[Engine]:
 
 def _counts(inspector: Engine) -> dict[str, int]:
     with inspector.connect() as conn:
-        return {name: conn.execute(select(func.count()).select_from(t.metadata.tables[name])).scalar_one()
-                for name in ALL_TABLES}
+        return {
+            name: conn.execute(select(func.count()).select_from(t.metadata.tables[name])).scalar_one()
+            for name in ALL_TABLES
+        }
 
 
 # --- extracts ---------------------------------------------------------------------------------
@@ -115,33 +117,66 @@ def _tiny_extract(out: Path) -> None:
     p = [new_id() for _ in range(4)]
     day = date(2020, 3, 1)
     tables = {
-        "households": {"household_id": [h1, h2], "region": ["NORTE", "SUR"], "municipality": ["NOR-01", "SUR-02"],
-                       "address_line": ["Calle 45 # 12-30", "Avenida Sol 12"], "postcode": ["10001", "20002"]},
+        "households": {
+            "household_id": [h1, h2],
+            "region": ["NORTE", "SUR"],
+            "municipality": ["NOR-01", "SUR-02"],
+            "address_line": ["Calle 45 # 12-30", "Avenida Sol 12"],
+            "postcode": ["10001", "20002"],
+        },
         "persons": {
-            "person_id": p, "truth_person_id": [new_id() for _ in p],
+            "person_id": p,
+            "truth_person_id": [new_id() for _ in p],
             "given_names": ["María José", "ÁNGEL", "Zoë", "ﬁlomena"],
-            "first_surname": ["Núñez", "Peña", "Ibáñez", "Gómez"], "second_surname": ["Öztürk", "", "Ruiz", "Díaz"],
+            "first_surname": ["Núñez", "Peña", "Ibáñez", "Gómez"],
+            "second_surname": ["Öztürk", "", "Ruiz", "Díaz"],
             "birth_date": pa.array([date(1980, 1, 2), date(2010, 5, 6), date(1950, 7, 8), date(1975, 9, 10)]),
-            "birth_place": ["NOR-01", "NOR-01", "Venezuela", "SUR-02"], "sex": ["F", "M", "X", "F"],
+            "birth_place": ["NOR-01", "NOR-01", "Venezuela", "SUR-02"],
+            "sex": ["F", "M", "X", "F"],
             "address_line": ["Calle 45 # 12-30"] * 2 + ["Avenida Sol 12"] * 2,
-            "municipality": ["NOR-01", "NOR-01", "SUR-02", "SUR-02"], "region": ["NORTE", "NORTE", "SUR", "SUR"],
-            "postcode": ["10001", "10001", "20002", "20002"], "phone": ["3001234567", "3001234568", "", "3109876543"],
+            "municipality": ["NOR-01", "NOR-01", "SUR-02", "SUR-02"],
+            "region": ["NORTE", "NORTE", "SUR", "SUR"],
+            "postcode": ["10001", "10001", "20002", "20002"],
+            "phone": ["3001234567", "3001234568", "", "3109876543"],
             "national_id": pa.array(["12345678", None, "X-9", None], pa.string()),
             "photo_ref": pa.array([None] * 4, pa.string()),
         },
-        "memberships": {"household_id": [h1, h1, h2, h2], "person_id": p,
-                        "relationship": ["reference", "child", "reference", "spouse"],
-                        "valid_from": pa.array([day] * 4)},
-        "employment": {"person_id": p, "status": ["employed", "student", "retired", "informal"],
-                       "valid_from": pa.array([day] * 4)},
-        "incomes": {"person_id": [p[0], p[2]], "source": ["wages", "pension"],
-                    "monthly_amount_minor": pa.array([55_500, 40_000], pa.int64()), "valid_from": pa.array([day] * 2)},
-        "properties": {"household_id": [h1], "kind": ["dwelling"], "value_minor": pa.array([4_000_000], pa.int64()),
-                       "valid_from": pa.array([day])},
-        "health_needs": {"person_id": [p[1], p[2]], "kind": ["disability", "chronic"], "code": ["DIS-MOB", "E11"],
-                         "degree_percent": pa.array([45, None], pa.int32()), "valid_from": pa.array([day] * 2)},
-        "benefits_received": {"person_id": [p[2]], "benefit": ["social_pension"],
-                              "monthly_amount_minor": pa.array([12_000], pa.int64()), "valid_from": pa.array([day])},
+        "memberships": {
+            "household_id": [h1, h1, h2, h2],
+            "person_id": p,
+            "relationship": ["reference", "child", "reference", "spouse"],
+            "valid_from": pa.array([day] * 4),
+        },
+        "employment": {
+            "person_id": p,
+            "status": ["employed", "student", "retired", "informal"],
+            "valid_from": pa.array([day] * 4),
+        },
+        "incomes": {
+            "person_id": [p[0], p[2]],
+            "source": ["wages", "pension"],
+            "monthly_amount_minor": pa.array([55_500, 40_000], pa.int64()),
+            "valid_from": pa.array([day] * 2),
+        },
+        "properties": {
+            "household_id": [h1],
+            "kind": ["dwelling"],
+            "value_minor": pa.array([4_000_000], pa.int64()),
+            "valid_from": pa.array([day]),
+        },
+        "health_needs": {
+            "person_id": [p[1], p[2]],
+            "kind": ["disability", "chronic"],
+            "code": ["DIS-MOB", "E11"],
+            "degree_percent": pa.array([45, None], pa.int32()),
+            "valid_from": pa.array([day] * 2),
+        },
+        "benefits_received": {
+            "person_id": [p[2]],
+            "benefit": ["social_pension"],
+            "monthly_amount_minor": pa.array([12_000], pa.int64()),
+            "valid_from": pa.array([day]),
+        },
     }
     for name, columns in tables.items():
         pq.write_table(pa.table(columns), out / f"{name}.parquet")
@@ -327,9 +362,22 @@ def test_search_keys_equals_person_search_key_for_any_text(
     given_names: str, first: str, second: str, national_id: str | None
 ) -> None:
     person = Person(
-        id="0" * 32, given_names=given_names, first_surname=first, second_surname=second,
-        birth_date=date(2000, 1, 1), birth_place="", sex="X", address_line="", municipality="", region="",
-        postcode="", phone=None, national_id=national_id, photo_ref=None, enrolled_at=NOW, enrolled_by="t",
+        id="0" * 32,
+        given_names=given_names,
+        first_surname=first,
+        second_surname=second,
+        birth_date=date(2000, 1, 1),
+        birth_place="",
+        sex="X",
+        address_line="",
+        municipality="",
+        region="",
+        postcode="",
+        phone=None,
+        national_id=national_id,
+        photo_ref=None,
+        enrolled_at=NOW,
+        enrolled_by="t",
     )
     assert search_keys([given_names], [first], [second], [national_id]) == [person.search_key]
 
@@ -369,7 +417,9 @@ def test_imported_household_reads_back_through_the_registry_services(engine: Eng
         assert person is not None
         source = people[membership.person_id]
         assert (person.given_names, person.birth_date, person.national_id) == (
-            source["given_names"], source["birth_date"], source["national_id"]
+            source["given_names"],
+            source["birth_date"],
+            source["national_id"],
         )
         assert person.enrolled_at == NOW and person.enrolled_by == "importer"
     assert record.household.created_at == NOW

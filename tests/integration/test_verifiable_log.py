@@ -100,9 +100,17 @@ class Town:
 
 def _person(given: str, national_id: str, household_id: str, relationship: str) -> EnrollPerson:
     return EnrollPerson(
-        given_names=given, first_surname="Pérez", birth_date=date(1984, 3, 9), birth_place="San Rafael", sex="F",
-        address_line="Calle 5 # 10-20", municipality="NOR-01", postcode="10001", national_id=national_id,
-        household_id=household_id, relationship=relationship,
+        given_names=given,
+        first_surname="Pérez",
+        birth_date=date(1984, 3, 9),
+        birth_place="San Rafael",
+        sex="F",
+        address_line="Calle 5 # 10-20",
+        municipality="NOR-01",
+        postcode="10001",
+        national_id=national_id,
+        household_id=household_id,
+        relationship=relationship,
     )
 
 
@@ -156,8 +164,18 @@ def _delete_entry(conn: Connection, seqs: dict[int, int], _: NoteSigner) -> None
     conn.execute(delete(_A).where(_A.c.seq == seqs[3]))
 
 
-_SWAPPED = ("occurred_at", "actor", "role", "purpose", "action", "subject_person_id", "subject_household_id",
-            "categories", "detail", "subject_salt")
+_SWAPPED = (
+    "occurred_at",
+    "actor",
+    "role",
+    "purpose",
+    "action",
+    "subject_person_id",
+    "subject_household_id",
+    "categories",
+    "detail",
+    "subject_salt",
+)
 
 
 def _edit_chain_head(conn: Connection, seqs: dict[int, int], _: NoteSigner) -> None:
@@ -180,16 +198,24 @@ def _change_checkpoint_root(conn: Connection, seqs: dict[int, int], _: NoteSigne
     assert latest is not None
     lines = latest.note.split("\n")
     lines[2] = base64.b64encode(bytes(32)).decode()
-    conn.execute(update(_C).where(_C.c.tree_size == latest.tree_size).values(note="\n".join(lines),
-                                                                            root_hash=bytes(32)))
+    conn.execute(
+        update(_C).where(_C.c.tree_size == latest.tree_size).values(note="\n".join(lines), root_hash=bytes(32))
+    )
 
 
 def _insert_smaller_checkpoint(conn: Connection, seqs: dict[int, int], signer: NoteSigner) -> None:
     """Worst case: signed with the real key, later than the real latest, for fewer leaves."""
     size, later = 6, FIXED_NOW + timedelta(hours=1)
     checkpoint = Checkpoint(signer.name, size, stored_root(conn, size), later)
-    conn.execute(insert(_C).values(tree_size=size, root_hash=checkpoint.root_hash, signed_at=later,
-                                   key_id=signer.verifier.key_id.hex(), note=sign_checkpoint(checkpoint, signer)))
+    conn.execute(
+        insert(_C).values(
+            tree_size=size,
+            root_hash=checkpoint.root_hash,
+            signed_at=later,
+            key_id=signer.verifier.key_id.hex(),
+            note=sign_checkpoint(checkpoint, signer),
+        )
+    )
 
 
 def _roll_back_to_first_checkpoint(conn: Connection, seqs: dict[int, int], _: NoteSigner) -> None:
@@ -224,23 +250,35 @@ TAMPERS = [
     # Ana's leaf 3 now holds Luis's entry: her entry at leaf 4 no longer continues her chain.
     Tamper("swap contents", _swap_contents, "entry_edited", 3, "chain_broken", "leaf_mismatch"),
     Tamper("swap leaf indexes", _swap_leaf_indexes, "entries_reordered", 3, "chain_broken", "leaf_mismatch"),
-    Tamper("change checkpoint root", _change_checkpoint_root, "bad_signature", None, "bad_signature",
-           "bad_signature"),
+    Tamper("change checkpoint root", _change_checkpoint_root, "bad_signature", None, "bad_signature", "bad_signature"),
     # The forged smaller checkpoint is never served (the service serves the largest), so the resident
     # is unaffected; `audit verify` reports it.
-    Tamper("insert smaller checkpoint", _insert_smaller_checkpoint, "checkpoint_shrinks", None, "verified",
-           "proof_valid"),
+    Tamper(
+        "insert smaller checkpoint", _insert_smaller_checkpoint, "checkpoint_shrinks", None, "verified", "proof_valid"
+    ),
     # Rolling back consistently looks like a smaller honest log to `audit verify` unless it is given a
     # checkpoint kept earlier; the resident's receipt is such a checkpoint.
-    Tamper("roll back to an earlier checkpoint", _roll_back_to_first_checkpoint, "leaves_missing", 5,
-           "checkpoint_shrinks", "proof_valid", only_with_held_checkpoint=True),
+    Tamper(
+        "roll back to an earlier checkpoint",
+        _roll_back_to_first_checkpoint,
+        "leaves_missing",
+        5,
+        "checkpoint_shrinks",
+        "proof_valid",
+        only_with_held_checkpoint=True,
+    ),
 ]
 
 
 @pytest.mark.parametrize("tamper", TAMPERS, ids=[t.name for t in TAMPERS])
 def test_tampering_is_detected_by_audit_verify_and_by_the_residents_check(
-    tamper: Tamper, uow_for: UowFor, log_engine: Engine, env: dict[str, str], signer: NoteSigner,
-    integrator: Integrator, tmp_path: Path,
+    tamper: Tamper,
+    uow_for: UowFor,
+    log_engine: Engine,
+    env: dict[str, str],
+    signer: NoteSigner,
+    integrator: Integrator,
+    tmp_path: Path,
 ) -> None:
     town = build_town(uow_for, integrator.run_once)
     clean = audit(env, "verify")
@@ -335,12 +373,25 @@ def test_a_late_committing_lower_seq_gets_the_next_leaf_and_no_index_is_skipped(
             conn.execute(delete(_A).where(_A.c.detail == "placeholder"))
         assert integrator.run_once() == 1
         with log_engine.begin() as conn:
-            conn.execute(insert(_A).values(seq=1, occurred_at=FIXED_NOW, actor="x", role="registrar",
-                                           purpose="enrollment", action="read", categories="", detail="first seq"))
+            conn.execute(
+                insert(_A).values(
+                    seq=1,
+                    occurred_at=FIXED_NOW,
+                    actor="x",
+                    role="registrar",
+                    purpose="enrollment",
+                    action="read",
+                    categories="",
+                    detail="first seq",
+                )
+            )
     assert integrator.run_once() == 1
     with log_engine.connect() as conn:
-        order = conn.execute(select(_L.c.leaf_index, _A.c.detail, _A.c.seq).join(_A, _A.c.seq == _L.c.entry_seq)
-                             .order_by(_L.c.leaf_index)).all()
+        order = conn.execute(
+            select(_L.c.leaf_index, _A.c.detail, _A.c.seq)
+            .join(_A, _A.c.seq == _L.c.entry_seq)
+            .order_by(_L.c.leaf_index)
+        ).all()
         assert [(i, d) for i, d, _ in order] == [(0, "second seq"), (1, "first seq")]
         assert order[0].seq > order[1].seq
         assert verify_stored_log(conn, signer.verifier).ok
@@ -354,17 +405,38 @@ def test_a_straggler_far_behind_the_newest_seq_is_folded_by_the_cycling_sweep(
         SqlAccessLog(conn).append([_entry(f"e{i}") for i in range(6)])
     assert integrator.run_once() == 6
     with log_engine.begin() as conn:  # committed long after it took a seq below everything folded so far
-        conn.execute(insert(_A).values(seq=-5, occurred_at=FIXED_NOW, actor="x", role="registrar",
-                                       purpose="enrollment", action="read", categories="", detail="straggler"))
+        conn.execute(
+            insert(_A).values(
+                seq=-5,
+                occurred_at=FIXED_NOW,
+                actor="x",
+                role="registrar",
+                purpose="enrollment",
+                action="read",
+                categories="",
+                detail="straggler",
+            )
+        )
     folded = [integrator.run_once() for _ in range(6)]
     assert sum(folded) == 1 and folded[0] == 0  # not by the recent-rows poll, but within one sweep pass
     with log_engine.begin() as conn:
-        conn.execute(insert(_A).values(seq=-7, occurred_at=FIXED_NOW, actor="x", role="registrar",
-                                       purpose="enrollment", action="read", categories="", detail="imported"))
+        conn.execute(
+            insert(_A).values(
+                seq=-7,
+                occurred_at=FIXED_NOW,
+                actor="x",
+                role="registrar",
+                purpose="enrollment",
+                action="read",
+                categories="",
+                detail="imported",
+            )
+        )
     assert integrator.run_once(full=True) == 1  # what `civicard audit integrate` does after a bulk import
     with log_engine.connect() as conn:
-        placed = conn.execute(select(_A.c.detail, _L.c.leaf_index).join(_A, _A.c.seq == _L.c.entry_seq)
-                              .where(_A.c.seq < 0)).all()
+        placed = conn.execute(
+            select(_A.c.detail, _L.c.leaf_index).join(_A, _A.c.seq == _L.c.entry_seq).where(_A.c.seq < 0)
+        ).all()
         assert sorted(placed) == [("imported", 7), ("straggler", 6)]
         assert verify_stored_log(conn, signer.verifier).ok
 
@@ -406,9 +478,7 @@ def test_two_integrators_running_at_once_never_assign_a_leaf_twice(
         assert (report.ok, report.entries, report.checkpoint_size) == (True, 60, 60), report.message
 
 
-def test_the_background_integrator_signs_new_entries_within_a_second(
-    log_engine: Engine, signer: NoteSigner
-) -> None:
+def test_the_background_integrator_signs_new_entries_within_a_second(log_engine: Engine, signer: NoteSigner) -> None:
     integrator = Integrator(log_engine, signer, Clock())
     integrator.start(interval=0.05)
     try:
@@ -427,13 +497,21 @@ def test_the_background_integrator_signs_new_entries_within_a_second(
     assert size == 1 and lag < 1.0 and integrator.last_error is None
 
 
-def test_entries_without_a_salt_get_one_before_they_become_public(
-    log_engine: Engine, integrator: Integrator
-) -> None:
+def test_entries_without_a_salt_get_one_before_they_become_public(log_engine: Engine, integrator: Integrator) -> None:
     person = "ab" * 16
     with log_engine.begin() as conn:  # as the bulk importer writes them: no salt
-        conn.execute(insert(_A).values(occurred_at=FIXED_NOW, actor="x", role="system", purpose="bulk_import",
-                                       action="write", subject_person_id=person, categories="identity", detail="d"))
+        conn.execute(
+            insert(_A).values(
+                occurred_at=FIXED_NOW,
+                actor="x",
+                role="system",
+                purpose="bulk_import",
+                action="write",
+                subject_person_id=person,
+                categories="identity",
+                detail="d",
+            )
+        )
     assert integrator.run_once() == 1
     with log_engine.connect() as conn:
         salt = conn.execute(select(_A.c.subject_salt)).scalar_one()
@@ -501,12 +579,23 @@ def stored_tree(log_engine: Engine, signer: NoteSigner, clock: Clock) -> MerkleT
         integrator.run_once()
     tree = MerkleTree()
     with log_engine.connect() as conn:  # the leaves recomputed here from the rows, independently of the store
-        rows = conn.execute(select(_A, _L.c.chain_prev).join(_L, _L.c.entry_seq == _A.c.seq)
-                            .order_by(_L.c.leaf_index)).all()
+        rows = conn.execute(
+            select(_A, _L.c.chain_prev).join(_L, _L.c.entry_seq == _A.c.seq).order_by(_L.c.leaf_index)
+        ).all()
     for row in rows:
-        entry = LogEntry(row.seq, row.occurred_at, row.actor, row.role, row.purpose, row.action,
-                         categories_from_column(row.categories), row.detail, row.subject_person_id,
-                         row.subject_household_id, row.subject_salt)
+        entry = LogEntry(
+            row.seq,
+            row.occurred_at,
+            row.actor,
+            row.role,
+            row.purpose,
+            row.action,
+            categories_from_column(row.categories),
+            row.detail,
+            row.subject_person_id,
+            row.subject_household_id,
+            row.subject_salt,
+        )
         tree.append_leaf_hash(entry_leaf_hash(entry, None if row.chain_prev is None else bytes(row.chain_prev)))
     assert tree.size == 70
     return tree
@@ -543,8 +632,13 @@ def _rebuild_from_scratch(engine: Engine, signer: NoteSigner, clock: Clock) -> N
 
 
 def test_a_resident_detects_a_deleted_entry_even_when_the_tree_is_rebuilt_and_re_signed(
-    uow_for: UowFor, log_engine: Engine, signer: NoteSigner, clock: Clock, integrator: Integrator,
-    env: dict[str, str], tmp_path: Path,
+    uow_for: UowFor,
+    log_engine: Engine,
+    signer: NoteSigner,
+    clock: Clock,
+    integrator: Integrator,
+    env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     """An attacker controlling the database and the signing key deletes one of Ana's entries and
     rebuilds and re-signs the whole tree, so the stored log is self-consistent again.

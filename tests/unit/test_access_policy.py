@@ -31,9 +31,7 @@ def test_a_resident_reads_only_their_own_record_and_each_read_is_logged() -> Non
     me = AccessContext(Actor("p-ana", "resident"), "self_access")
     granted = disclose(log, me, [Subject.person("p-ana")], ["identity", "health"], "person.read", AT)
     assert granted == {"identity", "health"}
-    assert [(e.actor, e.subject, e.purpose) for e in log.entries] == [
-        ("p-ana", Subject.person("p-ana"), "self_access")
-    ]
+    assert [(e.actor, e.subject, e.purpose) for e in log.entries] == [("p-ana", Subject.person("p-ana"), "self_access")]
     assert _code(lambda: disclose(log, me, [Subject.person("p-luis")], ["identity"], "x", AT)) == "not_your_record"
     assert _code(lambda: disclose(log, me, [Subject.household("h-1")], ["household"], "x", AT)) == "not_your_record"
     assert _code(lambda: disclose(log, me, [], ["identity"], "person.search", AT)) == "not_your_record"

@@ -67,8 +67,13 @@ def test_a_checkpoint_note_round_trips_and_its_signature_verifies() -> None:
 
 @pytest.mark.parametrize(
     ("line", "replacement"),
-    [(1, "1235"), (1, "1233"), (2, base64.b64encode(bytes(32)).decode()), (0, "civicard.example/other-log"),
-     (3, "time 2026-11-15T10:00:01.123456Z")],
+    [
+        (1, "1235"),
+        (1, "1233"),
+        (2, base64.b64encode(bytes(32)).decode()),
+        (0, "civicard.example/other-log"),
+        (3, "time 2026-11-15T10:00:01.123456Z"),
+    ],
     ids=["bigger size", "smaller size", "other root", "other origin", "other time"],
 )
 def test_changing_the_size_root_origin_or_time_breaks_the_signature(line: int, replacement: str) -> None:

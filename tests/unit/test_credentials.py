@@ -71,7 +71,7 @@ def test_handle_check_character_catches_every_single_typo() -> None:
     for position in range(len(handle)):
         for replacement in HANDLE_ALPHABET:
             if replacement != handle[position]:
-                typo = handle[:position] + replacement + handle[position + 1:]
+                typo = handle[:position] + replacement + handle[position + 1 :]
                 with pytest.raises(DomainError) as caught:
                     parse_handle(typo)
                 assert caught.value.code == "card_handle_invalid"

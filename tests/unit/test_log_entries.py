@@ -187,8 +187,15 @@ def _note(tree: MerkleTree, size: int) -> str:
 def _bundle(tree: MerkleTree, rows: list[tuple[LogEntry, bytes | None, bytes]], index: int) -> ProofBundle:
     entry, prev, _ = rows[index]
     return ProofBundle(
-        "civicard.example/log", index, tree.size, entry, prev, tree.leaf(index),
-        tuple(tree.inclusion_proof(index)), _note(tree, tree.size), SIGNER.verifier,
+        "civicard.example/log",
+        index,
+        tree.size,
+        entry,
+        prev,
+        tree.leaf(index),
+        tuple(tree.inclusion_proof(index)),
+        _note(tree, tree.size),
+        SIGNER.verifier,
     )
 
 

@@ -20,8 +20,16 @@ from hypothesis import strategies as st
 from civicard.registry.population import PopulationSpec, PopulationSummary, _typo, generate_population
 
 CODES_YAML = Path(__file__).parents[2] / "src" / "civicard" / "registry" / "codes.yaml"
-FILES = ("households", "persons", "memberships", "employment", "incomes", "properties", "health_needs",
-         "benefits_received")
+FILES = (
+    "households",
+    "persons",
+    "memberships",
+    "employment",
+    "incomes",
+    "properties",
+    "health_needs",
+    "benefits_received",
+)
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 REFERENCE_DATE = date(2026, 11, 1)
 
@@ -82,26 +90,49 @@ def test_another_seed_gives_other_people(population: Population, tmp_path: Path)
     theirs = {p["person_id"] for p in other.rows["persons"]}
     assert not ours & theirs
     assert [p["given_names"] for p in population.rows["persons"][:50]] != [
-        p["given_names"] for p in other.rows["persons"][:50]]
+        p["given_names"] for p in other.rows["persons"][:50]
+    ]
 
 
 def test_each_file_has_exactly_the_agreed_columns_and_types(population: Population) -> None:
     string, day, money = pa.string(), pa.date32(), pa.int64()
     expected = {
-        "households": {"household_id": string, "region": string, "municipality": string, "address_line": string,
-                       "postcode": string},
-        "persons": {"person_id": string, "truth_person_id": string, "given_names": string, "first_surname": string,
-                    "second_surname": string, "birth_date": day, "birth_place": string, "sex": string,
-                    "address_line": string, "municipality": string, "region": string, "postcode": string,
-                    "phone": string, "national_id": string, "photo_ref": string},
+        "households": {
+            "household_id": string,
+            "region": string,
+            "municipality": string,
+            "address_line": string,
+            "postcode": string,
+        },
+        "persons": {
+            "person_id": string,
+            "truth_person_id": string,
+            "given_names": string,
+            "first_surname": string,
+            "second_surname": string,
+            "birth_date": day,
+            "birth_place": string,
+            "sex": string,
+            "address_line": string,
+            "municipality": string,
+            "region": string,
+            "postcode": string,
+            "phone": string,
+            "national_id": string,
+            "photo_ref": string,
+        },
         "memberships": {"household_id": string, "person_id": string, "relationship": string, "valid_from": day},
         "employment": {"person_id": string, "status": string, "valid_from": day},
         "incomes": {"person_id": string, "source": string, "monthly_amount_minor": money, "valid_from": day},
         "properties": {"household_id": string, "kind": string, "value_minor": money, "valid_from": day},
-        "health_needs": {"person_id": string, "kind": string, "code": string, "degree_percent": pa.int32(),
-                         "valid_from": day},
-        "benefits_received": {"person_id": string, "benefit": string, "monthly_amount_minor": money,
-                              "valid_from": day},
+        "health_needs": {
+            "person_id": string,
+            "kind": string,
+            "code": string,
+            "degree_percent": pa.int32(),
+            "valid_from": day,
+        },
+        "benefits_received": {"person_id": string, "benefit": string, "monthly_amount_minor": money, "valid_from": day},
     }
     for name, columns in expected.items():
         schema = pq.read_schema(population.out / f"{name}.parquet")
@@ -121,10 +152,15 @@ def test_every_code_value_is_in_codes_yaml(population: Population, codes: dict[s
         region = codes["regions"][place["region"]]
         assert municipality_region[place["municipality"]] == place["region"]
         assert re.fullmatch(region["postcode_prefix"] + r"\d{3}", place["postcode"])
-    vocabularies = [("persons", "sex", "sexes"), ("memberships", "relationship", "relationships"),
-                    ("employment", "status", "employment_statuses"), ("incomes", "source", "income_sources"),
-                    ("properties", "kind", "property_kinds"), ("health_needs", "kind", "health_kinds"),
-                    ("benefits_received", "benefit", "benefit_codes")]
+    vocabularies = [
+        ("persons", "sex", "sexes"),
+        ("memberships", "relationship", "relationships"),
+        ("employment", "status", "employment_statuses"),
+        ("incomes", "source", "income_sources"),
+        ("properties", "kind", "property_kinds"),
+        ("health_needs", "kind", "health_kinds"),
+        ("benefits_received", "benefit", "benefit_codes"),
+    ]
     for table, column, vocabulary in vocabularies:
         used = {row[column] for row in rows[table]}
         assert used <= set(codes[vocabulary]), (table, column, used - set(codes[vocabulary]))
@@ -165,9 +201,11 @@ def test_ids_are_unique_lowercase_128_bit_hex(population: Population) -> None:
 
 
 def test_money_is_never_negative(population: Population) -> None:
-    amounts = ([r["monthly_amount_minor"] for r in population.rows["incomes"]]
-               + [r["monthly_amount_minor"] for r in population.rows["benefits_received"]]
-               + [r["value_minor"] for r in population.rows["properties"]])
+    amounts = (
+        [r["monthly_amount_minor"] for r in population.rows["incomes"]]
+        + [r["monthly_amount_minor"] for r in population.rows["benefits_received"]]
+        + [r["value_minor"] for r in population.rows["properties"]]
+    )
     assert min(amounts) == 0  # a wage of 0 records a lost job
     assert max(amounts) > 100_000
 
@@ -187,8 +225,7 @@ def test_most_people_are_poor_and_incomes_are_skewed(population: Population) -> 
     assert sum(1 for amount in by_source["wages"] if amount == 0) > 0
 
 
-def test_duplicate_share_is_within_tolerance_and_each_duplicate_pairs_with_one_original(
-        population: Population) -> None:
+def test_duplicate_share_is_within_tolerance_and_each_duplicate_pairs_with_one_original(population: Population) -> None:
     records = Counter(p["truth_person_id"] for p in population.rows["persons"])
     assert set(records.values()) == {1, 2}
     duplicates = sum(1 for count in records.values() if count == 2)
@@ -207,14 +244,19 @@ def test_duplicates_carry_the_errors_dedup_must_tolerate(many_duplicates: Popula
         return sum(1 for a, b in pairs if differs(a, b)) / len(pairs)
 
     assert share(lambda a, b: a["given_names"] != b["given_names"]) >= 0.20
-    assert share(lambda a, b: (a["first_surname"], a["second_surname"]) != (b["first_surname"],
-                                                                             b["second_surname"])) >= 0.15
+    assert (
+        share(lambda a, b: (a["first_surname"], a["second_surname"]) != (b["first_surname"], b["second_surname"]))
+        >= 0.15
+    )
     assert share(lambda a, b: a["birth_date"] != b["birth_date"]) >= 0.10
     assert share(lambda a, b: a["address_line"] != b["address_line"]) >= 0.20
     assert share(lambda a, b: a["phone"] != b["phone"]) >= 0.25
     assert share(lambda a, b: a["national_id"] is None or b["national_id"] is None) >= 0.30
-    assert 0 < share(lambda a, b: None not in (a["national_id"], b["national_id"])
-                     and a["national_id"] != b["national_id"]) < 0.05
+    assert (
+        0
+        < share(lambda a, b: None not in (a["national_id"], b["national_id"]) and a["national_id"] != b["national_id"])
+        < 0.05
+    )
     assert share(lambda a, b: a["given_names"] == b["given_names"] and a["birth_date"] == b["birth_date"]) > 0.4
 
 
@@ -262,8 +304,10 @@ def test_children_carry_the_fathers_and_the_mothers_first_surnames(population: P
         father = next(m for m in couple.values() if m["sex"] == "M")
         mother = next(m for m in couple.values() if m["sex"] == "F")
         for child in (m for m in members if m["relationship"] == "child"):
-            assert (child["first_surname"], child["second_surname"]) == (father["first_surname"],
-                                                                           mother["first_surname"])
+            assert (child["first_surname"], child["second_surname"]) == (
+                father["first_surname"],
+                mother["first_surname"],
+            )
             assert 16 <= _age(mother["birth_date"]) - _age(child["birth_date"]) <= 50
             checked += 1
     assert checked > 500
@@ -285,8 +329,9 @@ def test_household_members_share_address_and_mostly_a_surname(population: Popula
 
 
 def test_every_reference_person_enrolled_once_is_an_adult(population: Population) -> None:
-    references = [m for members in _households(population).values() for m in members
-                  if m["relationship"] == "reference"]
+    references = [
+        m for members in _households(population).values() for m in members if m["relationship"] == "reference"
+    ]
     assert len(references) > 1_500
     assert min(_age(m["birth_date"]) for m in references) >= 18
 
@@ -341,16 +386,24 @@ def test_progress_reports_each_chunk_of_households(tmp_path: Path) -> None:
     assert pq.read_metadata(tmp_path / "persons.parquet").num_rows == summary.persons
 
 
-@pytest.mark.parametrize("spec", [PopulationSpec(households=0), PopulationSpec(households=10, duplicate_share=1.0),
-                                  PopulationSpec(households=10, chunk_households=0)])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        PopulationSpec(households=0),
+        PopulationSpec(households=10, duplicate_share=1.0),
+        PopulationSpec(households=10, chunk_households=0),
+    ],
+)
 def test_impossible_specs_are_refused(spec: PopulationSpec, tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         generate_population(spec, tmp_path)
     assert not list(tmp_path.glob("*.parquet"))
 
 
-@given(text=st.text(alphabet="abcdeñáéíóú ABCDÉ", min_size=1, max_size=20),
-       u=st.lists(st.floats(min_value=0, max_value=1, exclude_max=True), min_size=3, max_size=3))
+@given(
+    text=st.text(alphabet="abcdeñáéíóú ABCDÉ", min_size=1, max_size=20),
+    u=st.lists(st.floats(min_value=0, max_value=1, exclude_max=True), min_size=3, max_size=3),
+)
 def test_a_typo_always_changes_a_name_by_at_most_two_characters(text: str, u: list[float]) -> None:
     wrong = _typo(text, np.array(u))
     assert wrong != text

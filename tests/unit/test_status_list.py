@@ -148,8 +148,11 @@ def test_delta_lists_only_the_changed_cards() -> None:
 
 def test_a_delta_for_another_base_version_or_list_is_refused() -> None:
     held = verify_status_list(sign_status_list(new_token(StatusList.empty(64), URI, 7, NOW), KEY), RING)
-    for delta in (StatusDelta(URI, 2, 64, 6, 8, (1,), (1,)), StatusDelta(URI + "x", 2, 64, 7, 8, (1,), (1,)),
-                  StatusDelta(URI, 2, 128, 7, 8, (1,), (1,))):
+    for delta in (
+        StatusDelta(URI, 2, 64, 6, 8, (1,), (1,)),
+        StatusDelta(URI + "x", 2, 64, 7, 8, (1,), (1,)),
+        StatusDelta(URI, 2, 128, 7, 8, (1,), (1,)),
+    ):
         assert _code(lambda d=delta: apply_signed_delta(held, sign_delta(d, KEY, NOW), RING)) == "status_delta_mismatch"
     newer = new_token(StatusList.empty(64), URI, 8, NOW)
     assert _code(lambda: diff(newer, held)) == "status_delta_invalid"

@@ -66,8 +66,10 @@ def test_a_valid_card_with_a_fresh_list_is_valid(terminal: OfflineVerifier) -> N
 
 def test_each_refusal_has_its_own_code(terminal: OfflineVerifier) -> None:
     good = _card()
-    forged = issue_token(CardClaims(new_handle(), VALID_AT, NOW, NOW + timedelta(days=9)), IssuerKey.derive(
-        RootKey(hashlib.sha256(b"forger").digest()), 1))
+    forged = issue_token(
+        CardClaims(new_handle(), VALID_AT, NOW, NOW + timedelta(days=9)),
+        IssuerKey.derive(RootKey(hashlib.sha256(b"forger").digest()), 1),
+    )
     cases = {
         "garbage": ("token_malformed", "https://example.com/not-a-card"),
         "truncated": ("token_malformed", good[:120]),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 from splink import DuckDBAPI, Linker
 from splink.clustering import cluster_pairwise_predictions_at_threshold
 
@@ -19,6 +20,9 @@ from civicard.dedup.records import features_sql, register_nicknames
 
 HOUSEHOLD_MEMBER_CAP = 0.2
 """Probability a pair is capped to when the second stage sees two members of one household."""
+
+SAME_HOME_LEVELS = (4, 5)
+"""Household comparison levels meaning "same address" (with or without the same phone)."""
 
 Step = Callable[[str], None]
 
@@ -43,7 +47,8 @@ def second_stage_sql(predictions: str) -> str:
     address (with or without the same phone) — and given names that plainly differ. Twins and
     siblings share everything else a duplicate shares; a re-enrollment with a typo, nickname or
     initial keeps a given-name level above 'differ', so it is not capped."""
-    same_home = "(household_id_l = household_id_r OR gamma_household IN (4, 5))"
+    levels = ", ".join(str(g) for g in SAME_HOME_LEVELS)
+    same_home = f"(household_id_l = household_id_r OR gamma_household IN ({levels}))"
     return f"""
 SELECT unique_id_l, unique_id_r,
   match_probability AS model_probability,
@@ -64,6 +69,7 @@ def run_batch(
     review_band: float = REVIEW_BAND,
     step: Step = lambda _: None,
     second_stage: bool = True,
+    term_frequencies: dict[str, dict[str, float]] | None = None,
 ) -> BatchResult:
     """Score every blocked pair of the records in `source` (a table with INPUT_COLUMNS) and
     cluster them. With `model=None` the model is trained on this data first."""
@@ -78,7 +84,16 @@ def run_batch(
         train(linker, step)
     step("counting how common each name is")
     for column in TF_COLUMNS:
-        linker.table_management.compute_tf_table(column)
+        if term_frequencies is None:
+            linker.table_management.compute_tf_table(column)
+        else:  # a fixed snapshot (the registry's), as the enrollment path uses
+            values = term_frequencies.get(column, {})
+            lookup = pa.table({column: list(values), f"tf_{column}": list(values.values())})
+            con.register(f"dedup_tf_{column}", lookup)
+            con.execute(f"CREATE OR REPLACE TABLE dedup_tf_lookup_{column} AS SELECT * FROM dedup_tf_{column}")
+            con.unregister(f"dedup_tf_{column}")
+            registered = db_api.register(f"dedup_tf_lookup_{column}")
+            linker.table_management.register_term_frequency_lookup(registered, column)
     step("scoring candidate pairs")
     floor = min(review_band, HOUSEHOLD_MEMBER_CAP) if second_stage else review_band
     predictions = linker.inference.predict_within(features, threshold_match_probability=floor, warning_mode="never")

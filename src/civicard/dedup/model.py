@@ -44,7 +44,9 @@ def _first_name() -> ComparisonCreator:
         comparison_description="given names",
         comparison_levels=[
             cll.NullLevel("first_name"),
-            cll.ExactMatchLevel("first_name", term_frequency_adjustments=True),
+            cll.ExactMatchLevel("first_name", term_frequency_adjustments=True).configure(
+                label_for_charts="same given names"
+            ),
             cll.CustomLevel("given_canon_l = given_canon_r", label_for_charts="same first given name or its nickname"),
             cll.JaroWinklerLevel("first_name", 0.92).configure(label_for_charts="given names nearly equal"),
             cll.CustomLevel(
@@ -65,7 +67,7 @@ def _surname() -> ComparisonCreator:
         comparison_description="surnames",
         comparison_levels=[
             cll.NullLevel("surname"),
-            cll.ExactMatchLevel("surname", term_frequency_adjustments=True),
+            cll.ExactMatchLevel("surname", term_frequency_adjustments=True).configure(label_for_charts="same surnames"),
             cll.CustomLevel(
                 "surname_1_l = surname_1_r OR surname_1_l = surname_2_r OR surname_2_l = surname_1_r",
                 label_for_charts="one surname equal (other missing, changed or swapped)",

@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from civicard.shared.vocab import load_yaml
 
@@ -69,7 +70,7 @@ def nicknames() -> dict[str, str]:
 
 def register_nicknames(con: duckdb.DuckDBPyConnection) -> None:
     """Create the `dedup_nicknames` lookup table the normalising SQL joins to (idempotent)."""
-    con.execute("CREATE TEMP TABLE IF NOT EXISTS dedup_nicknames (nickname VARCHAR PRIMARY KEY, canon VARCHAR)")
+    con.execute("CREATE TABLE IF NOT EXISTS dedup_nicknames (nickname VARCHAR PRIMARY KEY, canon VARCHAR)")
     if con.execute("SELECT count(*) FROM dedup_nicknames").fetchall()[0][0] == 0:
         con.executemany("INSERT INTO dedup_nicknames VALUES (?, ?)", list(nicknames().items()))
 
@@ -110,18 +111,20 @@ LEFT JOIN dedup_nicknames n ON n.nickname = split_part(c.first_name, ' ', 1)
 def features_of(con: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Normalise a few records (an enrollment and its candidates) with the bulk SQL."""
     register_nicknames(con)
-    rows = [tuple(r.get(c) for c in (*INPUT_COLUMNS, "household_id")) for r in records]
+    names = (*INPUT_COLUMNS, "household_id")
+    few = pa.table({c: pa.array([_text(r.get(c)) for r in records], pa.string()) for c in names})
     cur = con.cursor()
     try:
-        cur.execute(
-            "CREATE OR REPLACE TEMP TABLE dedup_few ("
-            + ", ".join(f"{c} VARCHAR" for c in (*INPUT_COLUMNS, "household_id"))
-            + ")"
-        )
-        if rows:
-            cur.executemany(f"INSERT INTO dedup_few VALUES ({', '.join('?' * len(rows[0]))})", rows)
+        cur.register("dedup_few", few)
         result = cur.execute(features_sql("dedup_few")).fetchall()
-        names = [d[0] for d in cur.description or ()]
+        columns = [d[0] for d in cur.description or ()]
+        cur.unregister("dedup_few")
     finally:
         cur.close()
-    return [dict(zip(names, row, strict=True)) for row in result]
+    return [dict(zip(columns, row, strict=True)) for row in result]
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)

@@ -60,7 +60,9 @@ CARD_SERVICE = "card_service"
 CardStatus = Literal["valid", "suspended", "revoked"]
 LISTED_STATUS = {"suspended": SUSPENDED, "revoked": INVALID}
 # Reason codes, never free text: they reach logs and the public status history without personal detail.
-REVOKE_REASONS = frozenset({"lost", "stolen", "damaged", "deceased", "fraud", "holder_request", "data_changed"})
+REVOKE_REASONS = frozenset(
+    {"lost", "stolen", "damaged", "deceased", "fraud", "holder_request", "data_changed", "duplicate"}
+)
 SUSPEND_REASONS = frozenset({"reported_missing", "investigation", "holder_request"})
 REINSTATE_REASONS = frozenset({"found", "investigation_closed", "holder_request"})
 _STATUS_ACTIONS = {"valid": "card.reinstated", "suspended": "card.suspended", "revoked": "card.revoked"}
@@ -76,6 +78,7 @@ class CardPolicy:
 
 
 DEFAULT_POLICY = CardPolicy()
+
 
 @dataclass(frozen=True)
 class CardKeys:
@@ -140,6 +143,14 @@ class IssuedCard:
     token: str
 
 
+@dataclass(frozen=True)
+class CardTransfer:
+    """What `transfer_card` did: the alias's card it revoked and the survivor's successor, if any."""
+
+    revoked: Card | None
+    issued: IssuedCard | None
+
+
 class CardStore(Protocol):
     def add(self, card: Card) -> None: ...
     def by_handle(self, handle: str, for_update: bool = False) -> Card | None: ...
@@ -188,7 +199,7 @@ def issue_card(
 ) -> IssuedCard:
     """A first card for an enrolled person (optionally with the PIN they chose at the desk)."""
     _require_card_service(uow)
-    person = _require_person(uow, person_id)
+    person = _require_issuable(_require_person(uow, person_id))
     if uow.cards.current_of_person(person_id) is not None:
         raise Conflict("card_exists", "This person already has a card; replace it instead of issuing a second.")
     issued = _new_card(uow, keys, person, pin, policy, replaces=None)
@@ -212,7 +223,7 @@ def replace_card(
     old = _require_card(uow, handle, for_update=True)
     if old.status == "revoked":
         raise Conflict("card_revoked", "This card is already revoked; issue a new card for the person instead.")
-    person = _require_person(uow, old.person_id)
+    person = _require_issuable(_require_person(uow, old.person_id))
     _change_status(uow, old, "revoked", _reason(reason, REVOKE_REASONS))
     issued = _new_card(uow, keys, person, pin, policy, replaces=old.id)
     _publish(uow, keys, policy)
@@ -240,6 +251,35 @@ def reinstate_card(
     return _set_status(uow, keys, handle, "valid", _reason(reason, REINSTATE_REASONS), policy)
 
 
+def transfer_card(
+    uow: CardUnitOfWork,
+    keys: CardKeys,
+    from_person_id: str,
+    to_person_id: str,
+    reason: str,
+    policy: CardPolicy = DEFAULT_POLICY,
+) -> CardTransfer:
+    """Inside the caller's transaction (no commit): revoke `from`'s current card and, if `to` has
+    none, issue `to` its successor (`replaces_card_id` links them) — merging two records of one person.
+
+    The successor has no PIN: a PIN hash is bound to its card's handle, so the holder chooses a new
+    one at the desk. The caller authorises the work (a merge runs under `duplicate_review`).
+    """
+    current = uow.cards.current_of_person(from_person_id)
+    if current is None:
+        return CardTransfer(None, None)
+    old = _require_card(uow, current.handle, for_update=True)
+    revoked = _change_status(uow, old, "revoked", _reason(reason, REVOKE_REASONS))
+    issued = None
+    if uow.cards.current_of_person(to_person_id) is None:
+        issued = _new_card(uow, keys, _require_person(uow, to_person_id), None, policy, replaces=old.id)
+    _publish(uow, keys, policy)
+    _log(uow, from_person_id, "card.revoked", revoked)
+    if issued is not None:
+        _log(uow, to_person_id, "card.replaced", issued.card, old)
+    return CardTransfer(revoked, issued)
+
+
 def publish_status_list(
     uow: CardUnitOfWork, keys: CardKeys, policy: CardPolicy = DEFAULT_POLICY
 ) -> PublishedStatusList:
@@ -258,8 +298,14 @@ def print_cards(uow: CardUnitOfWork, keys: CardKeys, person_ids: Sequence[str]) 
         card = uow.cards.current_of_person(person_id)
         if card is None or card.status != "valid":
             raise Conflict("no_valid_card", f"Person '{person_id}' has no valid card to print; issue one first.")
-        disclose(uow.access_log, uow.context, [Subject.person(person_id)], ["identity"],
-                 f"card.printed card={card.id}", uow.clock.now())
+        disclose(
+            uow.access_log,
+            uow.context,
+            [Subject.person(person_id)],
+            ["identity"],
+            f"card.printed card={card.id}",
+            uow.clock.now(),
+        )
         faces.append(CardFace(person.full_name, card.handle, card_token(card, keys), card.expires_at.date()))
     if not faces:
         raise InvalidInput("no_cards", "There are no cards to print.")
@@ -305,8 +351,14 @@ def attempt_card_pin(uow: CardUnitOfWork, keys: CardKeys, handle: str, pin: str,
     outcome = check_pin(keys.pepper, card.handle, pin, stored.pin_hash, stored.counter, tries_used)
     if outcome.counter != stored.counter:
         uow.cards.save_pin_counter(card.id, outcome.counter)
-    disclose(uow.access_log, uow.context, [Subject.person(card.person_id)], [],
-             f"card.pin_checked card={card.id} outcome={outcome.code}", uow.clock.now())
+    disclose(
+        uow.access_log,
+        uow.context,
+        [Subject.person(card.person_id)],
+        [],
+        f"card.pin_checked card={card.id} outcome={outcome.code}",
+        uow.clock.now(),
+    )
     uow.commit()
     return outcome
 
@@ -315,8 +367,17 @@ def _new_card(
     uow: CardUnitOfWork, keys: CardKeys, person: Person, pin: str | None, policy: CardPolicy, replaces: str | None
 ) -> IssuedCard:
     now = uow.clock.now().replace(microsecond=0)  # the token holds whole seconds; re-signing must match
-    card = Card(new_id(), new_handle(), person.id, _free_slot(uow, policy), keys.current_kid, now,
-                now + policy.card_validity, uow.context.actor.id, replaces_card_id=replaces)
+    card = Card(
+        new_id(),
+        new_handle(),
+        person.id,
+        _free_slot(uow, policy),
+        keys.current_kid,
+        now,
+        now + policy.card_validity,
+        uow.context.actor.id,
+        replaces_card_id=replaces,
+    )
     token = card_token(card, keys)
     uow.cards.add(card)
     if pin is not None:
@@ -356,8 +417,13 @@ def _set_status(
 
 
 def _change_status(uow: CardUnitOfWork, card: Card, status: CardStatus, reason: str) -> Card:
-    changed = replace(card, status=status, status_reason=reason, status_changed_at=uow.clock.now(),
-                      status_changed_by=uow.context.actor.id)
+    changed = replace(
+        card,
+        status=status,
+        status_reason=reason,
+        status_changed_at=uow.clock.now(),
+        status_changed_by=uow.context.actor.id,
+    )
     uow.cards.save_status(changed)
     return changed
 
@@ -396,6 +462,18 @@ def _require_person(uow: CardUnitOfWork, person_id: str) -> Person:
     person = uow.persons.get(person_id) if is_id(person_id) else None
     if person is None:
         raise NotFound("unknown_person", f"No person with id '{person_id}'.")
+    return person
+
+
+def _require_issuable(person: Person) -> Person:
+    """Held and merged records get no card: a reviewer settles the first, the second is an alias."""
+    if person.record_status == "held":
+        raise Conflict(
+            "person_held_for_review",
+            "This enrollment is held for a duplicate reviewer; issue the card once it is settled.",
+        )
+    if person.record_status == "merged":
+        raise Conflict("person_merged", f"This record was merged into '{person.merged_into}'; use that record.")
     return person
 
 

@@ -156,8 +156,14 @@ class Keyring:
 
 def _jwk(kid: bytes, pub: bytes) -> dict[str, str]:
     b64 = base64.urlsafe_b64encode
-    return {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
-            "kid": b64(kid).decode().rstrip("="), "x": b64(pub).decode().rstrip("=")}
+    return {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "alg": "EdDSA",
+        "use": "sig",
+        "kid": b64(kid).decode().rstrip("="),
+        "x": b64(pub).decode().rstrip("="),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +198,13 @@ def parse_sign1(raw: bytes, subject: str) -> Sign1:
         protected, unprotected, payload, signature = outer.value
         headers = cbor2.loads(protected)
         kid = headers.get(HDR_KID) if type(headers) is dict else None
-        if not (type(protected) is type(payload) is type(signature) is type(kid) is bytes and unprotected == {}
-                and type(unprotected) is dict and headers[HDR_ALG] == ALG_EDDSA and len(signature) == 64):
+        if not (
+            type(protected) is type(payload) is type(signature) is type(kid) is bytes
+            and unprotected == {}
+            and type(unprotected) is dict
+            and headers[HDR_ALG] == ALG_EDDSA
+            and len(signature) == 64
+        ):
             raise ValueError("unexpected COSE_Sign1 content")
     except UNREADABLE as exc:
         raise InvalidInput(f"{subject}_malformed", f"The {subject.replace('_', ' ')} cannot be read.") from exc
@@ -232,9 +243,15 @@ def issue_token(claims: CardClaims, key: IssuerKey) -> str:
         raise InvalidInput("card_claims_invalid", "The handle must be canonical and the status index 0 … 2³²−1.")
     if claims.expires_at <= claims.issued_at:
         raise InvalidInput("card_claims_invalid", "A card must expire after it is issued.")
-    payload = cbor2.dumps({CLAIM_SUB: claims.handle, CLAIM_EXP: int(claims.expires_at.timestamp()),
-                           CLAIM_IAT: int(claims.issued_at.timestamp()), CLAIM_STATUS_INDEX: claims.status_index,
-                           CLAIM_FORMAT: claims.format_version})
+    payload = cbor2.dumps(
+        {
+            CLAIM_SUB: claims.handle,
+            CLAIM_EXP: int(claims.expires_at.timestamp()),
+            CLAIM_IAT: int(claims.issued_at.timestamp()),
+            CLAIM_STATUS_INDEX: claims.status_index,
+            CLAIM_FORMAT: claims.format_version,
+        }
+    )
     raw = sign1(payload, key)
     text = QR_PREFIX + bytes(b45encode(raw)).decode("ascii")
     if len(raw) > MAX_TOKEN_BYTES or len(text) > MAX_TOKEN_CHARS:
@@ -248,7 +265,7 @@ def token_bytes(text: str) -> bytes:
     if not body.startswith(QR_PREFIX) or len(body) > 4 * MAX_TOKEN_CHARS:
         raise InvalidInput("token_malformed", "This is not a civicard card code.")
     try:
-        raw = b45decode(body[len(QR_PREFIX):])
+        raw = b45decode(body[len(QR_PREFIX) :])
     except ValueError:
         raise InvalidInput("token_malformed", "The card code is damaged or incomplete.") from None
     return raw

@@ -114,9 +114,7 @@ def attempt_pin(counter: PinCounter, tries_used: int, correct: bool) -> PinOutco
     return PinOutcome(False, "pin_wrong", PinCounter(failures), tries_left)
 
 
-def check_pin(
-    pepper: bytes, handle: str, pin: str, stored: str, counter: PinCounter, tries_used: int
-) -> PinOutcome:
+def check_pin(pepper: bytes, handle: str, pin: str, stored: str, counter: PinCounter, tries_used: int) -> PinOutcome:
     """Hash comparison and attempt rules in one step, as the redemption service needs them."""
     return attempt_pin(counter, tries_used, pin_matches(pepper, handle, pin, stored))
 

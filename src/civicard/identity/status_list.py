@@ -121,8 +121,14 @@ class StatusListToken:
         return now - self.issued_at >= self.ttl
 
 
-def new_token(status: StatusList, uri: str, version: int, now: datetime, ttl: timedelta = DEFAULT_TTL,
-              lifetime: timedelta = DEFAULT_LIFETIME) -> StatusListToken:
+def new_token(
+    status: StatusList,
+    uri: str,
+    version: int,
+    now: datetime,
+    ttl: timedelta = DEFAULT_TTL,
+    lifetime: timedelta = DEFAULT_LIFETIME,
+) -> StatusListToken:
     return StatusListToken(uri, version, _whole(now), _whole(now + lifetime), ttl, status)
 
 
@@ -168,18 +174,27 @@ def diff(old: StatusListToken, new: StatusListToken) -> StatusDelta:
             if old.status.get(index) != (value := new.status.get(index)):
                 indices.append(index)
                 values.append(value)
-    return StatusDelta(new.uri, new.status.bits, new.status.size, old.version, new.version,
-                       tuple(indices), tuple(values))
+    return StatusDelta(
+        new.uri, new.status.bits, new.status.size, old.version, new.version, tuple(indices), tuple(values)
+    )
 
 
-def sign_delta(delta: StatusDelta, key: IssuerKey, now: datetime, ttl: timedelta = DEFAULT_TTL,
-               lifetime: timedelta = DEFAULT_LIFETIME) -> bytes:
+def sign_delta(
+    delta: StatusDelta,
+    key: IssuerKey,
+    now: datetime,
+    ttl: timedelta = DEFAULT_TTL,
+    lifetime: timedelta = DEFAULT_LIFETIME,
+) -> bytes:
     """A signed delta also renews freshness: its iat is the newest word on the listed cards."""
     pairs = sorted(zip(delta.indices, delta.values, strict=True))
     indices = [index for index, _ in pairs]
     gaps = [b - a for a, b in zip([0, *indices], indices, strict=False)]
-    changes = {"bits": delta.bits, "size": delta.size,
-               "chg": zlib.compress(cbor2.dumps([gaps, bytes(value for _, value in pairs)]), 9)}
+    changes = {
+        "bits": delta.bits,
+        "size": delta.size,
+        "chg": zlib.compress(cbor2.dumps([gaps, bytes(value for _, value in pairs)]), 9),
+    }
     stamp = new_token(StatusList(delta.bits, bytearray()), delta.uri, delta.version, now, ttl, lifetime)
     claims = _common_claims(stamp) | {CLAIM_BASE_VERSION: delta.base_version, CLAIM_CHANGES: changes}
     return sign1(cbor2.dumps(claims), key, {HDR_TYP: DELTA_TYP})
@@ -207,9 +222,13 @@ def apply_signed_delta(held: StatusListToken, raw: bytes, keyring: Keyring) -> S
 
 
 def _common_claims(token: StatusListToken) -> dict[int, Any]:
-    return {CLAIM_SUB: token.uri, CLAIM_IAT: int(token.issued_at.timestamp()),
-            CLAIM_EXP: int(token.expires_at.timestamp()), CLAIM_TTL: int(token.ttl.total_seconds()),
-            CLAIM_VERSION: token.version}
+    return {
+        CLAIM_SUB: token.uri,
+        CLAIM_IAT: int(token.issued_at.timestamp()),
+        CLAIM_EXP: int(token.expires_at.timestamp()),
+        CLAIM_TTL: int(token.ttl.total_seconds()),
+        CLAIM_VERSION: token.version,
+    }
 
 
 def _token_from(claims: dict[int, Any], status: StatusList) -> StatusListToken:
@@ -217,8 +236,9 @@ def _token_from(claims: dict[int, Any], status: StatusList) -> StatusListToken:
     if type(uri) is not str or type(version) is not int or type(ttl) is not int or ttl <= 0:
         raise ValueError("bad status list claims")
     issued_at = datetime.fromtimestamp(claims[CLAIM_IAT], UTC)
-    return StatusListToken(uri, version, issued_at, datetime.fromtimestamp(claims[CLAIM_EXP], UTC),
-                           timedelta(seconds=ttl), status)
+    return StatusListToken(
+        uri, version, issued_at, datetime.fromtimestamp(claims[CLAIM_EXP], UTC), timedelta(seconds=ttl), status
+    )
 
 
 def _open(raw: bytes, keyring: Keyring, subject: str, typ: str) -> dict[int, Any]:

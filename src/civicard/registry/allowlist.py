@@ -11,6 +11,7 @@ from civicard.shared.vocab import load_yaml
 
 __all__ = ["FORBIDDEN_CONCEPTS", "AllowList", "ColumnSpec", "TableSpec", "allow_list", "forbidden_concept"]
 
+
 @dataclass(frozen=True)
 class ColumnSpec:
     table: str

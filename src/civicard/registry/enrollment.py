@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
+from civicard.dedup.matching import Matcher
+from civicard.dedup.model import REVIEW_BAND
+from civicard.dedup.pairs import ScoredPair
+from civicard.dedup.ports import QueueUnitOfWork
+from civicard.dedup.review import hold_for_review
+from civicard.dedup.screening import Screening, ScreeningUnitOfWork, check_enrollment, screen
 from civicard.registry.model import IDENTITY_FIELDS, Household, Membership, Person
 from civicard.registry.ports import RegistryUnitOfWork
 from civicard.registry.vocabulary import vocabulary
@@ -14,6 +21,11 @@ from civicard.shared.errors import Conflict, InvalidInput, NotFound
 from civicard.shared.ids import is_id, new_id
 from civicard.shared.text import clean_text
 from civicard.transparency.access import Subject, record_change
+
+
+class EnrollmentUnitOfWork(RegistryUnitOfWork, ScreeningUnitOfWork, QueueUnitOfWork, Protocol):
+    """Enrolling writes the registry, reads the match index and may queue a held enrollment."""
+
 
 _POSTCODE = re.compile(r"^[0-9A-Za-z -]{3,10}$")
 _PHONE = re.compile(r"^\+?[0-9 ()-]{6,20}$")
@@ -38,6 +50,10 @@ class EnrollPerson:
     household_id: str | None = None
     relationship: str = "reference"
     reason: str = "enrollment"
+    confirmed_new_person: bool = False
+    """The registrar has seen the possible duplicates (`check_enrollment`) and says this is
+    someone new. Needed whenever there are any; from the review band up the enrollment is then
+    held for a reviewer instead of registered."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +64,13 @@ class CreateHousehold:
     reason: str = "enrollment"
 
 
-def enroll_person(uow: RegistryUnitOfWork, cmd: EnrollPerson) -> Person:
-    """Register a new person (optionally straight into a household) with a random internal id."""
+def enroll_person(uow: EnrollmentUnitOfWork, cmd: EnrollPerson, matcher: Matcher | None = None) -> Person:
+    """Register a new person (optionally straight into a household) with a random internal id.
+
+    With a `matcher`, the person is first screened against the registry: any possible duplicate
+    refuses the enrollment until the registrar confirms a new person; a likely one (from the
+    review band up) then registers the person as held, queued for a reviewer.
+    """
     today = uow.clock.today()
     fields = _validated_identity(cmd.__dict__, today)
     if fields["national_id"] and uow.persons.by_national_id(fields["national_id"]):
@@ -57,17 +78,63 @@ def enroll_person(uow: RegistryUnitOfWork, cmd: EnrollPerson) -> Person:
             "national_id_in_use",
             "Someone is already enrolled with this document number; open their record instead.",
         )
+    screening = screen(uow, matcher, dedup_record(fields, cmd.household_id)) if matcher else None
+    if screening and screening.pairs and not cmd.confirmed_new_person:
+        raise PossibleDuplicates(screening.pairs)
     person = Person(id=new_id(), enrolled_at=uow.clock.now(), enrolled_by=uow.context.actor.id, **fields)
     uow.persons.add(person)
     categories = ["identity"]
     if cmd.household_id:
         _join(uow, person.id, cmd.household_id, cmd.relationship, today, cmd.reason)
         categories.append("household")
+    if screening is not None:
+        uow.match_index.replace_keys(person.id, screening.keys)
+        likely = [replace(p, id_l=person.id) for p in screening.pairs if p.match_probability >= REVIEW_BAND]
+        if likely:
+            hold_for_review(uow, person.id, likely)
+            person = replace(person, record_status="held")
     record_change(
         uow.access_log, uow.context, [Subject.person(person.id)], categories, "person.enrolled", uow.clock.now()
     )
     uow.commit()
     return person
+
+
+def check_duplicates(uow: EnrollmentUnitOfWork, cmd: EnrollPerson, matcher: Matcher) -> Screening:
+    """The possible duplicates of a person a registrar is about to enroll, with reasons; each
+    candidate shown is a logged read of their identity (committed here)."""
+    fields = _validated_identity(cmd.__dict__, uow.clock.today())
+    return check_enrollment(uow, matcher, dedup_record(fields, cmd.household_id))
+
+
+class PossibleDuplicates(Conflict):
+    """The registry holds records that may be this person; the registrar must look first."""
+
+    def __init__(self, pairs: Sequence[ScoredPair]) -> None:
+        best = pairs[0].match_probability
+        super().__init__(
+            "possible_duplicates",
+            f"{len(pairs)} enrolled person(s) may be this person (best match {best:.0%}); check them and "
+            "open the existing record, or confirm this is someone new.",
+            candidates=[{"person_id": p.id_r, "match_probability": round(p.match_probability, 4)} for p in pairs],
+        )
+        self.pairs = tuple(pairs)
+
+
+def dedup_record(fields: dict[str, Any], household_id: str | None) -> dict[str, Any]:
+    """A person's identity fields in the dedup input shape."""
+    return {
+        "first_name": fields["given_names"],
+        "surname": f"{fields['first_surname']} {fields.get('second_surname') or ''}".strip(),
+        "date_of_birth": fields["birth_date"].isoformat(),
+        "sex": fields["sex"],
+        "address": fields["address_line"],
+        "postcode": fields["postcode"],
+        "city": fields["municipality"],
+        "phone": fields.get("phone"),
+        "national_id": fields.get("national_id"),
+        "household_id": household_id,
+    }
 
 
 def create_household(uow: RegistryUnitOfWork, cmd: CreateHousehold) -> Household:

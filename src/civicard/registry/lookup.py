@@ -17,7 +17,10 @@ MAX_PAGE = 100
 
 
 def get_person(uow: RegistryUnitOfWork, person_id: str, on: date | None = None) -> PersonRecord:
-    """A person's record as the reader's purpose allows, with the facts in force on `on`."""
+    """A person's record as the reader's purpose allows, with the facts in force on `on`.
+
+    A merged record is still readable (history is kept) and says which record it is an alias of.
+    """
     person = uow.persons.get(person_id) if is_id(person_id) else None
     if person is None:
         raise NotFound("unknown_person", f"No person with id '{person_id}'.")
@@ -33,6 +36,8 @@ def get_person(uow: RegistryUnitOfWork, person_id: str, on: date | None = None) 
         membership=membership if "household" in granted else None,
         facts=facts,
         categories=granted,
+        record_status=person.record_status,
+        merged_into=person.merged_into,
     )
 
 

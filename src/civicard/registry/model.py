@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 IDENTITY_FIELDS: tuple[str, ...] = (
     "given_names",
@@ -22,6 +22,12 @@ IDENTITY_FIELDS: tuple[str, ...] = (
     "national_id",
     "photo_ref",
 )
+
+
+# active: a registered person; held: an enrollment waiting for a duplicate reviewer (dedup/review.py);
+# merged: an alias of another record after a reviewer decided both are one person (dedup/merging.py).
+RecordStatus = Literal["active", "held", "merged"]
+RECORD_STATUSES: tuple[RecordStatus, ...] = ("active", "held", "merged")
 
 
 def fold(text: str) -> str:
@@ -48,6 +54,8 @@ class Person:
     photo_ref: str | None
     enrolled_at: datetime
     enrolled_by: str
+    record_status: RecordStatus = "active"  # not an identity field: no correction changes it
+    merged_into: str | None = None  # while merged: the record this one is an alias of
 
     @property
     def full_name(self) -> str:
@@ -116,6 +124,8 @@ class PersonRecord:
     membership: Membership | None  # None when household was not granted or the person is in none
     facts: list[FactVersion] = field(default_factory=list)
     categories: frozenset[str] = frozenset()
+    record_status: RecordStatus = "active"
+    merged_into: str | None = None  # a merged record says which record it is now an alias of
 
 
 @dataclass(frozen=True)

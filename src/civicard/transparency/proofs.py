@@ -199,9 +199,7 @@ def check_proof_bundle(bundle: ProofBundle, pinned: VerifierKey | None = None) -
         return Verdict(False, "size_mismatch", "The proof is for another tree size than the checkpoint.")
     path = bundle.inclusion_proof
     if not verify_inclusion(computed, bundle.leaf_index, bundle.tree_size, path, checkpoint.root_hash):
-        return Verdict(
-            False, "inclusion_failed", f"The entry is not at leaf {bundle.leaf_index} of the signed tree."
-        )
+        return Verdict(False, "inclusion_failed", f"The entry is not at leaf {bundle.leaf_index} of the signed tree.")
     return Verdict(
         True,
         "proof_valid",
@@ -443,9 +441,7 @@ def _against_previous(
     return None
 
 
-def _entry_verdicts(
-    log: ResidentLog, root: bytes
-) -> tuple[list[EntryVerdict], list[bytes], tuple[str, str] | None]:
+def _entry_verdicts(log: ResidentLog, root: bytes) -> tuple[list[EntryVerdict], list[bytes], tuple[str, str] | None]:
     integrated = sorted((e for e in log.entries if not e.pending), key=lambda e: e.leaf_index or 0)
     verdicts: list[EntryVerdict] = []
     heads: list[bytes] = []

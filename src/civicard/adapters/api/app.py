@@ -12,6 +12,7 @@ from sqlalchemy import text
 from civicard import __version__
 from civicard.adapters.api.access import App
 from civicard.adapters.api.card_routes import router as card_router
+from civicard.adapters.api.dedup_routes import router as dedup_router
 from civicard.adapters.api.log_routes import router as log_router
 from civicard.adapters.api.problems import install_problem_handlers, problem
 from civicard.adapters.api.registry_routes import router as registry_router
@@ -21,6 +22,7 @@ from civicard.adapters.web.card_pages import router as card_pages_router
 from civicard.adapters.web.pages import mount_static
 from civicard.adapters.web.pages import router as pages_router
 from civicard.adapters.web.resident_pages import router as resident_router
+from civicard.adapters.web.review_pages import router as review_pages_router
 from civicard.bootstrap import Container
 
 
@@ -46,10 +48,12 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(session_router)
     app.include_router(log_router)
     app.include_router(card_router)
+    app.include_router(dedup_router)
     _health(app)
     app.include_router(pages_router)
     app.include_router(resident_router)
     app.include_router(card_pages_router)
+    app.include_router(review_pages_router)
     mount_static(app)
     return app
 

@@ -10,6 +10,9 @@ from fastapi import APIRouter, Query, status
 from civicard.adapters.api.access import Access, App
 from civicard.adapters.api.schemas import (
     Created,
+    DuplicateCandidateOut,
+    DuplicateCheckOut,
+    EnrolledOut,
     FactCorrectionIn,
     FactIn,
     FactKindName,
@@ -25,6 +28,7 @@ from civicard.adapters.api.schemas import (
     PersonOut,
     PersonSummaryOut,
 )
+from civicard.dedup.model import REVIEW_BAND
 from civicard.registry import enrollment, lookup, recording
 from civicard.shared.errors import InvalidInput
 
@@ -40,10 +44,25 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/persons", status_code=status.HTTP_201_CREATED, responses=PROBLEMS)
-def enroll(body: PersonIn, app: App, access: Access) -> Created:
+def enroll(body: PersonIn, app: App, access: Access) -> EnrolledOut:
+    """Enroll a person. Refused with 409 `possible_duplicates` (candidate ids and probabilities)
+    until `confirmed_new_person` is set; a likely duplicate is then registered as `held`."""
     with app.uow(access) as uow:
-        person = enrollment.enroll_person(uow, enrollment.EnrollPerson(**body.model_dump()))
-    return Created(id=person.id)
+        person = enrollment.enroll_person(uow, enrollment.EnrollPerson(**body.model_dump()), app.matcher)
+    return EnrolledOut(id=person.id, record_status=person.record_status)
+
+
+@router.post("/persons/duplicate-check", responses=PROBLEMS)
+def duplicate_check(body: PersonIn, app: App, access: Access) -> DuplicateCheckOut:
+    """Who in the registry may be this person, with the probability and the reasons; nothing is
+    written except the access-log entries of the candidates shown."""
+    command = enrollment.EnrollPerson(**body.model_dump())
+    with app.uow(access) as uow:
+        screening = enrollment.check_duplicates(uow, command, app.matcher)
+    return DuplicateCheckOut(
+        candidates=[DuplicateCandidateOut.of(pair, screening.records[pair.id_r]) for pair in screening.pairs],
+        review_band=REVIEW_BAND,
+    )
 
 
 @router.get("/persons", responses=PROBLEMS)

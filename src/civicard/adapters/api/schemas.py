@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from civicard.dedup.model import REVIEW_BAND
+from civicard.dedup.pairs import ScoredPair
 from civicard.registry.model import (
     FactVersion,
     Household,
@@ -15,6 +17,7 @@ from civicard.registry.model import (
     Person,
     PersonMatch,
     PersonRecord,
+    RecordStatus,
 )
 
 FactKindName = Literal["employment", "incomes", "properties", "health_needs", "benefits_received"]
@@ -39,6 +42,52 @@ class PersonIn(Body):
     household_id: str | None = Field(default=None, max_length=32)
     relationship: str = Field(default="reference", max_length=40)
     reason: str = Field(default="enrollment", max_length=500)
+    confirmed_new_person: bool = Field(
+        default=False,
+        description="Set after checking the possible duplicates (POST /v1/persons/duplicate-check): "
+        "this is someone new. A likely duplicate is then held for a reviewer.",
+    )
+
+
+class ReasonOut(Body):
+    field: str
+    outcome: str = Field(description="agree, close, disagree or missing")
+    label: str
+    weight: float = Field(description="Evidence in bits; positive means 'same person'.")
+
+
+class DuplicateCandidateOut(Body):
+    person_id: str
+    match_probability: float
+    held_for_review_if_new: bool = Field(description="At or above the review band: a new enrollment would be held.")
+    full_name: str
+    birth_date: date
+    municipality: str
+    household_id: str | None
+    reasons: list[ReasonOut]
+
+    @classmethod
+    def of(cls, pair: ScoredPair, record: dict[str, Any]) -> DuplicateCandidateOut:
+        return cls(
+            person_id=pair.id_r,
+            match_probability=round(pair.match_probability, 4),
+            held_for_review_if_new=pair.match_probability >= REVIEW_BAND,
+            full_name=f"{record['first_name']} {record['surname']}",
+            birth_date=date.fromisoformat(record["date_of_birth"]),
+            municipality=record["city"],
+            household_id=record["household_id"],
+            reasons=[ReasonOut(**r.to_json()) for r in pair.reasons],
+        )
+
+
+class DuplicateCheckOut(Body):
+    candidates: list[DuplicateCandidateOut]
+    review_band: float
+
+
+class EnrolledOut(Body):
+    id: str
+    record_status: str = Field(description="active, or held when a reviewer must first rule out a duplicate")
 
 
 class PersonCorrectionIn(Body):
@@ -134,12 +183,16 @@ class PersonOut(BaseModel):
     identity: IdentityOut | None
     household: MembershipOut | None
     facts: list[FactOut]
+    record_status: RecordStatus = Field(description="held: waiting for a duplicate reviewer; merged: an alias.")
+    merged_into: str | None = Field(description="While merged: the id of the record this one was merged into.")
 
     @classmethod
     def of_record(cls, r: PersonRecord) -> PersonOut:
         return cls(
             id=r.person_id,
             categories=sorted(r.categories),
+            record_status=r.record_status,
+            merged_into=r.merged_into,
             identity=IdentityOut.of(r.person) if r.person else None,
             household=MembershipOut(
                 household_id=r.membership.household_id,
@@ -159,12 +212,16 @@ class PersonSummaryOut(BaseModel):
     municipality: str
     national_id: str | None
     household_id: str | None
+    record_status: RecordStatus
+    merged_into: str | None
 
     @classmethod
     def of(cls, match: PersonMatch) -> PersonSummaryOut:
         p = match.person
         return cls(
             id=p.id,
+            record_status=p.record_status,
+            merged_into=p.merged_into,
             full_name=p.full_name,
             birth_date=p.birth_date,
             municipality=p.municipality,

@@ -20,8 +20,14 @@ from civicard.shared.errors import InvalidInput
 Progress = Callable[[str, int, int], None]
 ID_PATTERN = "[0-9a-f]{32}"
 _INTEGER_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"})
-_PARQUET_TYPES = {"id": {"VARCHAR"}, "text": {"VARCHAR"}, "code": {"VARCHAR"}, "date": {"DATE"},
-                  "money": _INTEGER_TYPES, "integer": _INTEGER_TYPES}
+_PARQUET_TYPES = {
+    "id": {"VARCHAR"},
+    "text": {"VARCHAR"},
+    "code": {"VARCHAR"},
+    "date": {"DATE"},
+    "money": _INTEGER_TYPES,
+    "integer": _INTEGER_TYPES,
+}
 
 
 def _same(*names: str) -> dict[str, str]:
@@ -54,37 +60,59 @@ class SourceFile:
 
 SOURCES: tuple[SourceFile, ...] = (
     SourceFile(
-        t.households, {"household_id": "id", **_same("region", "municipality", "address_line", "postcode")},
-        unique=(("household_id", "import_duplicate_id"),), subject="household",
+        t.households,
+        {"household_id": "id", **_same("region", "municipality", "address_line", "postcode")},
+        unique=(("household_id", "import_duplicate_id"),),
+        subject="household",
     ),
     SourceFile(
         t.persons,
-        {"person_id": "id", **_same(
-            "given_names", "first_surname", "second_surname", "birth_date", "birth_place", "sex", "address_line",
-            "municipality", "region", "postcode", "phone", "national_id", "photo_ref",
-        )},
-        unique=(("person_id", "import_duplicate_id"),), subject="person",
+        {
+            "person_id": "id",
+            **_same(
+                "given_names",
+                "first_surname",
+                "second_surname",
+                "birth_date",
+                "birth_place",
+                "sex",
+                "address_line",
+                "municipality",
+                "region",
+                "postcode",
+                "phone",
+                "national_id",
+                "photo_ref",
+            ),
+        },
+        unique=(("person_id", "import_duplicate_id"),),
+        subject="person",
     ),
     SourceFile(
-        t.memberships, _same("household_id", "person_id", "relationship", "valid_from"),
+        t.memberships,
+        _same("household_id", "person_id", "relationship", "valid_from"),
         unique=(("person_id", "import_duplicate_membership"),),
         references=(("household_id", "households"), ("person_id", "persons")),
     ),
     SourceFile(t.employment, _same("person_id", "status", "valid_from"), references=(("person_id", "persons"),)),
     SourceFile(
-        t.incomes, _same("person_id", "source", "monthly_amount_minor", "valid_from"),
+        t.incomes,
+        _same("person_id", "source", "monthly_amount_minor", "valid_from"),
         references=(("person_id", "persons"),),
     ),
     SourceFile(
-        t.properties, _same("household_id", "kind", "value_minor", "valid_from"),
+        t.properties,
+        _same("household_id", "kind", "value_minor", "valid_from"),
         references=(("household_id", "households"),),
     ),
     SourceFile(
-        t.health_needs, _same("person_id", "kind", "code", "degree_percent", "valid_from"),
+        t.health_needs,
+        _same("person_id", "kind", "code", "degree_percent", "valid_from"),
         references=(("person_id", "persons"),),
     ),
     SourceFile(
-        t.benefits_received, _same("person_id", "benefit", "monthly_amount_minor", "valid_from"),
+        t.benefits_received,
+        _same("person_id", "benefit", "monthly_amount_minor", "valid_from"),
         references=(("person_id", "persons"),),
     ),
 )
@@ -128,8 +156,9 @@ def _register_vocabularies(duck: duckdb.DuckDBPyConnection) -> None:
     pairs = [(name, code) for name in sorted(lists) for code in vocab.labels(name)]
     duck.register("vocab", pa.table({"list": [p[0] for p in pairs], "code": [p[1] for p in pairs]}))
     regions = [(m, r.code) for r in vocab.regions.values() for m in r.municipalities]
-    duck.register("municipality_regions", pa.table({"municipality": [m for m, _ in regions],
-                                                    "region": [r for _, r in regions]}))
+    duck.register(
+        "municipality_regions", pa.table({"municipality": [m for m, _ in regions], "region": [r for _, r in regions]})
+    )
 
 
 def _specs() -> Iterator[Any]:
@@ -152,8 +181,11 @@ def _register_file(duck: duckdb.DuckDBPyConnection, source: SourceFile, source_d
             )
         if found[column] not in _PARQUET_TYPES[kind]:
             raise InvalidInput(
-                "import_invalid_type", f"{path.name}: column '{column}' is {found[column]}, expected a {kind}.",
-                file=path.name, column=column, example=found[column],
+                "import_invalid_type",
+                f"{path.name}: column '{column}' is {found[column]}, expected a {kind}.",
+                file=path.name,
+                column=column,
+                example=found[column],
             )
     relation.create_view(source.name)
 
@@ -163,17 +195,33 @@ def _row_checks(source: SourceFile) -> list[_Check]:
     for column, target in source.columns.items():
         checks += _column_checks(source, column, target)
     if source.name in ("households", "persons"):
-        checks.append(_Check(
-            "import_region_mismatch", "region",
-            "region <> (SELECT m.region FROM municipality_regions m WHERE m.municipality = src.municipality)",
-            (), "name a region that does not contain their municipality", shows_value=True,
-        ))
+        checks.append(
+            _Check(
+                "import_region_mismatch",
+                "region",
+                "region <> (SELECT m.region FROM municipality_regions m WHERE m.municipality = src.municipality)",
+                (),
+                "name a region that does not contain their municipality",
+                shows_value=True,
+            )
+        )
     if source.name == "health_needs":
         checks += [
-            _Check("import_unknown_code", "code", "code NOT IN (SELECT v.code FROM vocab v WHERE v.list = kind || ?)",
-                   ("_codes",), "have a code that is not a code of their kind", shows_value=True),
-            _Check("import_invalid_value", "degree_percent", "(kind = ?) <> (degree_percent IS NOT NULL)",
-                   ("disability",), "have a degree on a chronic condition or none on a disability"),
+            _Check(
+                "import_unknown_code",
+                "code",
+                "code NOT IN (SELECT v.code FROM vocab v WHERE v.list = kind || ?)",
+                ("_codes",),
+                "have a code that is not a code of their kind",
+                shows_value=True,
+            ),
+            _Check(
+                "import_invalid_value",
+                "degree_percent",
+                "(kind = ?) <> (degree_percent IS NOT NULL)",
+                ("disability",),
+                "have a degree on a chronic condition or none on a disability",
+            ),
         ]
     return checks
 
@@ -184,24 +232,57 @@ def _column_checks(source: SourceFile, column: str, target: str) -> list[_Check]
     if not source.table.c[target].nullable:
         checks.append(_Check("import_missing_value", column, f"{q} IS NULL", (), "have no value"))
     if spec.type == "id":
-        checks.append(_Check("import_invalid_id", column, f"NOT regexp_full_match({q}, ?)", (ID_PATTERN,),
-                             "are not a 32-character lowercase hex id", shows_value=True))
+        checks.append(
+            _Check(
+                "import_invalid_id",
+                column,
+                f"NOT regexp_full_match({q}, ?)",
+                (ID_PATTERN,),
+                "are not a 32-character lowercase hex id",
+                shows_value=True,
+            )
+        )
     elif spec.type == "code":
         in_vocab = f"{q} NOT IN (SELECT v.code FROM vocab v WHERE v.list = ?)"  # noqa: S608
-        checks.append(_Check("import_unknown_code", column, in_vocab, (spec.codes,),
-                             f"are not in the vocabulary '{spec.codes}'", shows_value=True))
+        checks.append(
+            _Check(
+                "import_unknown_code",
+                column,
+                in_vocab,
+                (spec.codes,),
+                f"are not in the vocabulary '{spec.codes}'",
+                shows_value=True,
+            )
+        )
     elif spec.type == "text":
         # PostgreSQL text cannot hold NUL (SQLite can): refuse it on both so the engines agree.
         checks.append(_Check("import_invalid_text", column, f"contains({q}, ?)", ("\x00",), "contain a NUL character"))
         if isinstance(sql_type, String) and sql_type.length:
-            checks.append(_Check("import_value_too_long", column, f"length({q}) > ?", (sql_type.length,),
-                                 f"are longer than {sql_type.length} characters"))
+            checks.append(
+                _Check(
+                    "import_value_too_long",
+                    column,
+                    f"length({q}) > ?",
+                    (sql_type.length,),
+                    f"are longer than {sql_type.length} characters",
+                )
+            )
     elif spec.type == "money":
-        checks.append(_Check("import_invalid_value", column, f"{q} < 0 OR {q} > ?", (MAX_MONEY_MINOR,),
-                             "are negative or beyond any plausible amount"))
+        checks.append(
+            _Check(
+                "import_invalid_value",
+                column,
+                f"{q} < 0 OR {q} > ?",
+                (MAX_MONEY_MINOR,),
+                "are negative or beyond any plausible amount",
+            )
+        )
     elif spec.type == "integer":
-        checks.append(_Check("import_invalid_value", column, f"{q} NOT BETWEEN 0 AND 100", (),
-                             "are not a percentage from 0 to 100"))
+        checks.append(
+            _Check(
+                "import_invalid_value", column, f"{q} NOT BETWEEN 0 AND 100", (), "are not a percentage from 0 to 100"
+            )
+        )
     return checks
 
 
@@ -225,8 +306,9 @@ def _refuse_rows(duck: duckdb.DuckDBPyConnection, source: SourceFile, check: _Ch
         query = f"SELECT {quote(check.column)} FROM {quote(source.name)} AS src WHERE {check.condition} LIMIT 1"  # noqa: S608
         example = str(duck.sql(query, params=list(check.params)).fetchall()[0][0])[:40]
         message += f", e.g. '{example}'"
-    raise InvalidInput(check.code, message + ". Nothing was imported.", file=file, column=check.column,
-                       example=example, rows=bad)
+    raise InvalidInput(
+        check.code, message + ". Nothing was imported.", file=file, column=check.column, example=example, rows=bad
+    )
 
 
 def _check_unique(duck: duckdb.DuckDBPyConnection, source: SourceFile) -> None:
@@ -237,8 +319,11 @@ def _check_unique(duck: duckdb.DuckDBPyConnection, source: SourceFile) -> None:
         if found:
             file = f"{source.name}.parquet"
             raise InvalidInput(
-                code, f"{file}: '{found[0][0]}' appears more than once in column '{column}'. Nothing was imported.",
-                file=file, column=column, example=found[0][0],
+                code,
+                f"{file}: '{found[0][0]}' appears more than once in column '{column}'. Nothing was imported.",
+                file=file,
+                column=column,
+                example=found[0][0],
             )
 
 
@@ -257,7 +342,9 @@ def _check_references(duck: duckdb.DuckDBPyConnection, source: SourceFile) -> No
                 "import_unknown_reference",
                 f"{file}: column '{column}' names '{found[0][0]}', which is not in {other}.parquet. "
                 "Nothing was imported.",
-                file=file, column=column, example=found[0][0],
+                file=file,
+                column=column,
+                example=found[0][0],
             )
 
 

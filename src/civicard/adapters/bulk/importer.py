@@ -33,8 +33,19 @@ from civicard.shared.clock import Clock
 from civicard.shared.errors import Conflict, Forbidden
 from civicard.transparency.access import AccessContext, Subject, purpose_policy, record_change
 
-__all__ = ["BATCH_ROWS", "DETAIL", "ID_CHECK_BATCH", "SOURCES", "SUBJECT_CATEGORIES", "ImportReport", "Progress",
-           "SourceFile", "fresh_ids", "import_population", "search_keys"]
+__all__ = [
+    "BATCH_ROWS",
+    "DETAIL",
+    "ID_CHECK_BATCH",
+    "SOURCES",
+    "SUBJECT_CATEGORIES",
+    "ImportReport",
+    "Progress",
+    "SourceFile",
+    "fresh_ids",
+    "import_population",
+    "search_keys",
+]
 
 BATCH_ROWS = 50_000
 ID_CHECK_BATCH = 10_000  # ids per `IN (...)` when looking for rows already in the database
@@ -132,7 +143,9 @@ def _refuse_present(conn: Connection, duck: duckdb.DuckDBPyConnection) -> None:
                 raise Conflict(
                     "import_already_present",
                     f"{file}: '{held}' is already in the registry; an extract is imported once. Nothing was imported.",
-                    file=file, column=source.id_column, example=held,
+                    file=file,
+                    column=source.id_column,
+                    example=held,
                 )
 
 
@@ -149,12 +162,14 @@ def _load_all(
     writer: Writer, duck: duckdb.DuckDBPyConnection, stamp: _Stamp, totals: dict[str, int], report: Progress
 ) -> dict[str, int]:
     try:
-        return {s.name: writer.write(s.table, _target_columns(s), _batches(duck, s, stamp, totals, report))
-                for s in SOURCES}
+        return {
+            s.name: writer.write(s.table, _target_columns(s), _batches(duck, s, stamp, totals, report)) for s in SOURCES
+        }
     except (IntegrityError, psycopg.IntegrityError):
         # Validation should make this unreachable; a concurrent writer could still get here.
-        raise Conflict("import_conflict", "The database refused the import (a constraint failed). "
-                       "Nothing was imported.") from None
+        raise Conflict(
+            "import_conflict", "The database refused the import (a constraint failed). Nothing was imported."
+        ) from None
 
 
 def _target_columns(source: SourceFile) -> list[str]:
@@ -194,9 +209,14 @@ def _with_technical(source: SourceFile, rows: pa.Table, stamp: _Stamp) -> pa.Tab
 def _technical(name: str, rows: pa.Table, stamp: _Stamp) -> pa.Array:
     n = rows.num_rows
     constants: dict[str, object] = {
-        "created_at": stamp.at, "enrolled_at": stamp.at, "recorded_at": stamp.at,
-        "created_by": stamp.actor, "enrolled_by": stamp.actor, "recorded_by": stamp.actor,
-        "reason": stamp.reason, "present": True,
+        "created_at": stamp.at,
+        "enrolled_at": stamp.at,
+        "recorded_at": stamp.at,
+        "created_by": stamp.actor,
+        "enrolled_by": stamp.actor,
+        "recorded_by": stamp.actor,
+        "reason": stamp.reason,
+        "present": True,
     }
     if name in constants:
         return pa.repeat(constants[name], n)
@@ -219,7 +239,9 @@ def fresh_ids(n: int) -> pa.Array:
 
 
 def search_keys(
-    given_names: Sequence[str], first_surnames: Sequence[str], second_surnames: Sequence[str],
+    given_names: Sequence[str],
+    first_surnames: Sequence[str],
+    second_surnames: Sequence[str],
     national_ids: Sequence[str | None],
 ) -> list[str]:
     """`Person.search_key` for many persons. For ASCII text `fold` is just `lower()` (NFKD leaves
@@ -235,8 +257,12 @@ def search_keys(
 
 
 def _log_subjects(
-    log: BulkAccessLog, duck: duckdb.DuckDBPyConnection, context: AccessContext, at: datetime,
-    totals: dict[str, int], report: Progress,
+    log: BulkAccessLog,
+    duck: duckdb.DuckDBPyConnection,
+    context: AccessContext,
+    at: datetime,
+    totals: dict[str, int],
+    report: Progress,
 ) -> None:
     total = sum(totals[s.name] for s in SOURCES if s.subject)
     done = 0

@@ -38,8 +38,10 @@ def writer_for(conn: Connection) -> Writer:
         return _CopyWriter(conn)
     if conn.dialect.name == "sqlite":
         return _ExecutemanyWriter(conn)
-    raise Unavailable("import_unsupported_database", f"Bulk import supports SQLite and PostgreSQL (psycopg), "
-                      f"not {conn.dialect.name}+{conn.dialect.driver}.")
+    raise Unavailable(
+        "import_unsupported_database",
+        f"Bulk import supports SQLite and PostgreSQL (psycopg), not {conn.dialect.name}+{conn.dialect.driver}.",
+    )
 
 
 class _ExecutemanyWriter:
@@ -119,8 +121,18 @@ def _csv(batch: pa.Table) -> bytes:
 class BulkAccessLog:
     """An AccessLog that appends entries through the bulk writer (COPY on PostgreSQL)."""
 
-    columns = ("occurred_at", "actor", "role", "purpose", "action", "subject_person_id", "subject_household_id",
-               "categories", "detail", "subject_salt")
+    columns = (
+        "occurred_at",
+        "actor",
+        "role",
+        "purpose",
+        "action",
+        "subject_person_id",
+        "subject_household_id",
+        "categories",
+        "detail",
+        "subject_salt",
+    )
 
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
@@ -130,20 +142,24 @@ class BulkAccessLog:
         if not entries:
             return
         times = {at: self.writer.timestamp(at) for at in {e.occurred_at for e in entries}}
-        batch = pa.table({
-            "occurred_at": [times[e.occurred_at] for e in entries],
-            "actor": [e.actor for e in entries],
-            "role": [e.role for e in entries],
-            "purpose": [e.purpose for e in entries],
-            "action": [e.action for e in entries],
-            "subject_person_id": pa.array([e.subject.person_id if e.subject else None for e in entries], pa.string()),
-            "subject_household_id": pa.array(
-                [e.subject.household_id if e.subject else None for e in entries], pa.string()
-            ),
-            "categories": [" ".join(e.categories) for e in entries],
-            "detail": [e.detail for e in entries],
-            # A fresh salt per entry, as SqlAccessLog writes: public leaves must not link a subject.
-            "subject_salt": [secrets.token_hex(16) if e.subject else "" for e in entries],
-        })
+        batch = pa.table(
+            {
+                "occurred_at": [times[e.occurred_at] for e in entries],
+                "actor": [e.actor for e in entries],
+                "role": [e.role for e in entries],
+                "purpose": [e.purpose for e in entries],
+                "action": [e.action for e in entries],
+                "subject_person_id": pa.array(
+                    [e.subject.person_id if e.subject else None for e in entries], pa.string()
+                ),
+                "subject_household_id": pa.array(
+                    [e.subject.household_id if e.subject else None for e in entries], pa.string()
+                ),
+                "categories": [" ".join(e.categories) for e in entries],
+                "detail": [e.detail for e in entries],
+                # A fresh salt per entry, as SqlAccessLog writes: public leaves must not link a subject.
+                "subject_salt": [secrets.token_hex(16) if e.subject else "" for e in entries],
+            }
+        )
         columns = [c.name for c in t.access_log.columns if c.name in self.columns]
         self.entries += self.writer.write(t.access_log, columns, [batch])

@@ -64,8 +64,10 @@ def _read_pin(from_stdin: bool) -> str | None:
 
 
 @cards_app.command("issue")
-def cards_issue(person_id: Annotated[str, typer.Argument(help="Internal id of the enrolled person.")],
-                pin_stdin: PinFromStdin = False) -> None:
+def cards_issue(
+    person_id: Annotated[str, typer.Argument(help="Internal id of the enrolled person.")],
+    pin_stdin: PinFromStdin = False,
+) -> None:
     """Issue a person's first card; prints the handle and the token text the QR holds."""
     pin = _read_pin(pin_stdin)
     issued = _run(lambda _, uow, keys: issue_card(uow, keys, person_id, pin))
@@ -148,8 +150,9 @@ def cards_verify(code: Annotated[str, typer.Argument(help="The token text (CC1:â
         latest = PublishedCardMaterial(built.engine).latest()
         if latest is None:
             raise fail("no status list has been published yet (status_list_missing)")
-        verifier = OfflineVerifier.from_published(CardKeys.derive(built.root_key).keyring.cose_key_set(),
-                                                  latest.signed_list)
+        verifier = OfflineVerifier.from_published(
+            CardKeys.derive(built.root_key).keyring.cose_key_set(), latest.signed_list
+        )
         now = built.clock.now()
         result = verifier.check_image(image.read_bytes(), now) if image else verifier.check(code, now)
     _report(result)

@@ -235,3 +235,30 @@ def _registry_records() -> pa.Table:
         records = run_checked(lambda: registry_records(uow, lambda d, t: report("registry", d, t)))
         uow.commit()
     return records
+
+
+@dedup_app.command("index")
+def dedup_index() -> None:
+    """Rebuild the registry's match keys and name frequencies (after a bulk import; nightly)."""
+    from civicard.adapters.cli.main import container, run_checked
+    from civicard.adapters.cli.progress import staged_progress
+
+    with container() as built:
+        keys, names = run_checked(lambda: index_registry(built, staged_progress))
+    typer.echo(f"match index rebuilt: {keys:,} keys, {names:,} name frequencies")
+
+
+def index_registry(built: Any, progress: Any) -> tuple[int, int]:
+    """Read the registry (logged, purpose duplicate_screening) and rebuild its match index."""
+    from civicard.adapters.db.dedup_extract import registry_records
+    from civicard.dedup.screening import rebuild_index
+    from civicard.transparency.access import AccessContext, Actor
+
+    context = AccessContext(Actor("cli:dedup-index", "system"), "duplicate_screening")
+    con = duckdb.connect()
+    try:
+        with progress("Indexing") as report, built.uow(context) as uow:
+            records = registry_records(uow, lambda d, t: report("registry", d, t))
+            return rebuild_index(uow, con, records, lambda step: report(step, 1, 1))
+    finally:
+        con.close()

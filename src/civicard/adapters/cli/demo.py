@@ -9,6 +9,7 @@ from rich.console import Console
 from sqlalchemy import func, select
 
 from civicard.adapters.bulk.importer import import_population
+from civicard.adapters.cli.dedup import index_registry
 from civicard.adapters.cli.progress import staged_progress
 from civicard.adapters.db import tables
 from civicard.adapters.db.card_store import SqlCardUnitOfWork
@@ -49,7 +50,9 @@ def load_demo_town(container: Container, households: int, seed: int, console: Co
     print_demo_accounts(accounts, console)
     handle = _showcase_handle(container)
     if handle:
-        console.print(f"  resident       {SHOWCASE_NAME}: card {handle}, PIN {SHOWCASE_PIN}  →  http://127.0.0.1:8000/me\n")
+        console.print(
+            f"  resident       {SHOWCASE_NAME}: card {handle}, PIN {SHOWCASE_PIN}  →  http://127.0.0.1:8000/me\n"
+        )
 
 
 def _load(container: Container, households: int, seed: int, console: Console) -> None:
@@ -64,6 +67,8 @@ def _load(container: Container, households: int, seed: int, console: Console) ->
     family = _enroll_showcase_family(container, staff["registrar"])
     _issue_showcase_card(container, staff["registrar"], family[0])
     _daily_reads(container, staff, family)
+    keys, _ = index_registry(container, staged_progress)
+    console.print(f"Duplicate-matching index: {keys:,} keys.")
     shutil.rmtree(source, ignore_errors=True)
 
 

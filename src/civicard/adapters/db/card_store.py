@@ -26,8 +26,12 @@ def _card(row: Row[Any]) -> Card:
 
 
 def _published(row: Row[Any]) -> PublishedStatusList:
-    return PublishedStatusList(row.version, as_utc(row.published_at), bytes(row.signed_list),
-                               bytes(row.signed_delta) if row.signed_delta is not None else None)
+    return PublishedStatusList(
+        row.version,
+        as_utc(row.published_at),
+        bytes(row.signed_list),
+        bytes(row.signed_delta) if row.signed_delta is not None else None,
+    )
 
 
 class SqlCards:
@@ -96,9 +100,14 @@ class SqlCards:
 
     def add_status_list(self, published: PublishedStatusList) -> None:
         try:
-            self.conn.execute(insert(t.status_list_versions).values(
-                version=published.version, published_at=published.published_at,
-                signed_list=published.signed_list, signed_delta=published.signed_delta))
+            self.conn.execute(
+                insert(t.status_list_versions).values(
+                    version=published.version,
+                    published_at=published.published_at,
+                    signed_list=published.signed_list,
+                    signed_delta=published.signed_delta,
+                )
+            )
         except IntegrityError:
             raise Conflict("status_list_busy", "The status list was published at the same moment; try again.") from None
 

@@ -508,8 +508,13 @@ class Integrator:
             if subject is not None:
                 heads[subject] = head
             leaves.append(
-                {"leaf_index": frontier.size, "entry_seq": entry.seq, "chain_prev": prev,
-                 "chain_head": head, "integrated_at": now}
+                {
+                    "leaf_index": frontier.size,
+                    "entry_seq": entry.seq,
+                    "chain_prev": prev,
+                    "chain_head": head,
+                    "integrated_at": now,
+                }
             )
             nodes.extend({"level": lv, "node_index": i, "hash": h} for lv, i, h in frontier.append(digest))
         _insert_rows(conn, _L, leaves)
@@ -553,11 +558,11 @@ def _pending_seqs(conn: Connection, floor: int, ceiling: int | None, limit: int)
     low = floor
     while top is not None and low < top and len(found) < limit:
         high = min(low + _SCAN_CHUNK, top)
-        seqs = list(conn.execute(select(_A.c.seq).where(_A.c.seq > low, _A.c.seq <= high).order_by(_A.c.seq))
-                    .scalars())
+        seqs = list(conn.execute(select(_A.c.seq).where(_A.c.seq > low, _A.c.seq <= high).order_by(_A.c.seq)).scalars())
         if seqs:
-            logged = set(conn.execute(select(_L.c.entry_seq).where(_L.c.entry_seq > low, _L.c.entry_seq <= high))
-                         .scalars())
+            logged = set(
+                conn.execute(select(_L.c.entry_seq).where(_L.c.entry_seq > low, _L.c.entry_seq <= high)).scalars()
+            )
             found.extend(seq for seq in seqs if seq not in logged)
             low = high
         else:  # a gap in the sequence: jump to the next seq that exists
@@ -753,15 +758,24 @@ def _checked_checkpoints(
             continue
         if (checkpoint.tree_size, checkpoint.root_hash) != (stored.tree_size, stored.root_hash):
             problems.append(
-                _Problem(-1, 0, "checkpoint_mismatch", f"The checkpoint row of size {stored.tree_size} differs from "
-                         "its signed note.")
+                _Problem(
+                    -1,
+                    0,
+                    "checkpoint_mismatch",
+                    f"The checkpoint row of size {stored.tree_size} differs from its signed note.",
+                )
             )
             continue
         earlier = checkpoints[-1] if checkpoints else None
         if earlier and earlier.signed_at and checkpoint.signed_at and earlier.signed_at > checkpoint.signed_at:
             problems.append(
-                _Problem(-1, 0, "checkpoint_shrinks", f"The checkpoint of size {earlier.tree_size} was signed after "
-                         f"the larger one of size {checkpoint.tree_size}: the tree shrank.")
+                _Problem(
+                    -1,
+                    0,
+                    "checkpoint_shrinks",
+                    f"The checkpoint of size {earlier.tree_size} was signed after "
+                    f"the larger one of size {checkpoint.tree_size}: the tree shrank.",
+                )
             )
         checkpoints.append(checkpoint)
     return checkpoints, problems
@@ -769,18 +783,31 @@ def _checked_checkpoints(
 
 def _end_problems(conn: Connection, size: int, latest: Checkpoint | None, held: Checkpoint | None) -> _Problem | None:
     if held is not None and held.tree_size > size:
-        return _Problem(size, 0, "leaves_missing", f"The log holds {size} leaves; a checkpoint you hold has "
-                        f"{held.tree_size}: it was truncated (first missing leaf {size}).")
+        return _Problem(
+            size,
+            0,
+            "leaves_missing",
+            f"The log holds {size} leaves; a checkpoint you hold has "
+            f"{held.tree_size}: it was truncated (first missing leaf {size}).",
+        )
     if latest is None:
         if size:
             return _Problem(0, 0, "unsigned_leaves", f"{size} leaves but no signed checkpoint.")
         return None
     if latest.tree_size > size:
-        return _Problem(size, 0, "leaves_missing", f"The checkpoint signs {latest.tree_size} leaves but only {size} "
-                        f"are stored (first missing leaf {size}).")
+        return _Problem(
+            size,
+            0,
+            "leaves_missing",
+            f"The checkpoint signs {latest.tree_size} leaves but only {size} are stored (first missing leaf {size}).",
+        )
     if latest.tree_size < size:
-        return _Problem(latest.tree_size, 0, "unsigned_leaves", f"Leaves {latest.tree_size}..{size - 1} are in no "
-                        "signed checkpoint.")
+        return _Problem(
+            latest.tree_size,
+            0,
+            "unsigned_leaves",
+            f"Leaves {latest.tree_size}..{size - 1} are in no signed checkpoint.",
+        )
     nodes = int(conn.execute(select(func.count()).select_from(_N)).scalar_one())
     expected = sum(size >> level for level in range(size.bit_length()))
     if nodes != expected:
@@ -824,8 +851,12 @@ class _LeafWalk:
     def _leaf(self, row: Row[Any], completed: list[tuple[int, int, bytes]]) -> _Problem | None:
         index = self.frontier.size
         if row.leaf_index != index:
-            return _Problem(index, 0, "entry_deleted", f"Leaf {index} is missing (the next stored leaf is "
-                            f"{row.leaf_index}): an entry was deleted.")
+            return _Problem(
+                index,
+                0,
+                "entry_deleted",
+                f"Leaf {index} is missing (the next stored leaf is {row.leaf_index}): an entry was deleted.",
+            )
         if row.seq is None:
             return _Problem(index, 0, "entry_deleted", f"The entry of leaf {index} is gone from access_log.")
         prev, head = _optional_bytes(row.chain_prev), _optional_bytes(row.chain_head)
@@ -843,8 +874,13 @@ class _LeafWalk:
             expected = self.heads.get(subject)
             computed = next_chain_head(prev, digest)
             if prev != expected or head != computed:
-                problem = _Problem(index, 2, "chain_broken", f"The subject's chain breaks at leaf {index}: an entry "
-                                   "of theirs before it is missing, moved or changed.")
+                problem = _Problem(
+                    index,
+                    2,
+                    "chain_broken",
+                    f"The subject's chain breaks at leaf {index}: an entry "
+                    "of theirs before it is missing, moved or changed.",
+                )
             self.heads[subject] = computed
         completed.extend(self.frontier.append(digest))
         return problem or self._root_problem()
@@ -853,14 +889,24 @@ class _LeafWalk:
         size = self.frontier.size
         expected = self.roots.get(size)
         if self.held is not None and self.held.tree_size == size and self.held.root_hash != self.frontier.root():
-            return _Problem(self.last_good_size, 4, "root_mismatch", f"The log no longer extends the checkpoint you "
-                            f"hold at size {size}: a leaf in {self.last_good_size}..{size - 1} was changed or removed "
-                            "and the tree rebuilt.")
+            return _Problem(
+                self.last_good_size,
+                4,
+                "root_mismatch",
+                f"The log no longer extends the checkpoint you "
+                f"hold at size {size}: a leaf in {self.last_good_size}..{size - 1} was changed or removed "
+                "and the tree rebuilt.",
+            )
         if expected is None:
             return None
         if expected != self.frontier.root():
-            return _Problem(self.last_good_size, 4, "root_mismatch", f"The tree at size {size} does not match its "
-                            f"signed checkpoint: a leaf in {self.last_good_size}..{size - 1} was changed.")
+            return _Problem(
+                self.last_good_size,
+                4,
+                "root_mismatch",
+                f"The tree at size {size} does not match its "
+                f"signed checkpoint: a leaf in {self.last_good_size}..{size - 1} was changed.",
+            )
         self.last_good_size = size
         return None
 
@@ -872,8 +918,10 @@ class _LeafWalk:
             low, high = spans.get(level, (index, index))
             spans[level] = (min(low, index), max(high, index))
         where = or_(*(and_(_N.c.level == lv, _N.c.node_index.between(lo, hi)) for lv, (lo, hi) in spans.items()))
-        stored = {(lv, i): bytes(h) for lv, i, h in self.conn.execute(select(_N.c.level, _N.c.node_index, _N.c.hash)
-                                                                       .where(where))}
+        stored = {
+            (lv, i): bytes(h)
+            for lv, i, h in self.conn.execute(select(_N.c.level, _N.c.node_index, _N.c.hash).where(where))
+        }
         for level, index, digest in completed:
             found = stored.get((level, index))
             first_leaf = index << level
@@ -882,13 +930,26 @@ class _LeafWalk:
             if found is None:
                 return [_Problem(first_leaf, 3, "node_missing", f"The stored node ({level}, {index}) is missing.")]
             if level > 0:
-                return [_Problem(first_leaf, 3, "node_mismatch", f"The stored node ({level}, {index}) over leaves "
-                                 f"{first_leaf}..{first_leaf + (1 << level) - 1} was changed.")]
+                return [
+                    _Problem(
+                        first_leaf,
+                        3,
+                        "node_mismatch",
+                        f"The stored node ({level}, {index}) over leaves "
+                        f"{first_leaf}..{first_leaf + (1 << level) - 1} was changed.",
+                    )
+                ]
             moved = self.conn.execute(
                 select(_N.c.node_index).where(_N.c.level == 0, _N.c.hash == digest, _N.c.node_index != index).limit(1)
             ).scalar()
             if moved is not None:
-                return [_Problem(index, 1, "entries_reordered", f"Leaf {index} holds the entry logged at leaf "
-                                 f"{moved}: entries were reordered.")]
+                return [
+                    _Problem(
+                        index,
+                        1,
+                        "entries_reordered",
+                        f"Leaf {index} holds the entry logged at leaf {moved}: entries were reordered.",
+                    )
+                ]
             return [_Problem(index, 1, "entry_edited", f"The entry of leaf {index} was changed after it was logged.")]
         return []

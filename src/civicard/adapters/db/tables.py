@@ -9,9 +9,11 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 
@@ -73,6 +76,9 @@ persons = Table(
     Column("search_key", Text, nullable=False),
     Column("enrolled_at", Timestamp, nullable=False),
     Column("enrolled_by", String(120), nullable=False),
+    # active | held (an enrollment waiting for a duplicate reviewer) | merged (an alias of `merged_into`)
+    Column("record_status", String(10), nullable=False, server_default="active"),
+    Column("merged_into", ID, ForeignKey("persons.id"), nullable=True),
     Index("ix_persons_first_surname_birth_date", "first_surname", "birth_date"),
 )
 
@@ -289,6 +295,9 @@ PERSONAL_TABLES: tuple[str, ...] = (
     *FACT_TABLES,
     "cards",
     "card_pins",
+    "duplicate_candidates",
+    "person_merges",
+    "person_match_keys",
 )
 
 # Cards (identity/cards.py). A card row links a random handle and a status-list slot to a person;
@@ -331,4 +340,65 @@ status_list_versions = Table(
     Column("published_at", Timestamp, nullable=False),
     Column("signed_list", LargeBinary, nullable=False),
     Column("signed_delta", LargeBinary, nullable=True),
+)
+
+# Duplicate review (dedup/review.py, dedup/merging.py). A candidate is one unordered pair of persons,
+# stored with the smaller id on the left so a pair is queued (and a "different" decision kept) once.
+duplicate_candidates = Table(
+    "duplicate_candidates",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("person_id_l", ID, ForeignKey("persons.id"), nullable=False),
+    Column("person_id_r", ID, ForeignKey("persons.id"), nullable=False, index=True),
+    Column("match_probability", Float, nullable=False),
+    Column("reasons", Text, nullable=False),
+    Column("source", String(10), nullable=False),
+    Column("status", String(10), nullable=False, index=True),
+    Column("raised_at", Timestamp, nullable=False),
+    Column("raised_by", String(120), nullable=False),
+    Column("decided_at", Timestamp, nullable=True),
+    Column("decided_by", String(120), nullable=True),
+    Column("decision_note", Text, nullable=True),
+    UniqueConstraint("person_id_l", "person_id_r"),
+    CheckConstraint("person_id_l < person_id_r", name="ck_duplicate_candidates_ordered_pair"),
+)
+
+# One row per merge, with what it changed so an undo restores exactly that (nothing is deleted).
+person_merges = Table(
+    "person_merges",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("candidate_id", ID, ForeignKey("duplicate_candidates.id"), nullable=True, index=True),
+    Column("survivor_id", ID, ForeignKey("persons.id"), nullable=False, index=True),
+    Column("merged_id", ID, ForeignKey("persons.id"), nullable=False, index=True),
+    Column("merged_at", Timestamp, nullable=False),
+    Column("merged_by", String(120), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("ended_membership_id", ID, ForeignKey("memberships.id"), nullable=True),
+    Column("revoked_card_id", ID, ForeignKey("cards.id"), nullable=True),
+    Column("replacement_card_id", ID, ForeignKey("cards.id"), nullable=True),
+    Column("undone_at", Timestamp, nullable=True),
+    Column("undone_by", String(120), nullable=True),
+    Column("undo_reason", Text, nullable=True),
+    Column("restored_membership_id", ID, ForeignKey("memberships.id"), nullable=True),
+)
+
+# Duplicate matching on enrollment: each person's blocking keys (normalised, "2:perez|1980-03-05"),
+# so candidates for a new enrollment are found by index, never by scanning the registry.
+person_match_keys = Table(
+    "person_match_keys",
+    metadata,
+    Column("person_id", ID, ForeignKey("persons.id"), primary_key=True),
+    Column("match_key", String(300), primary_key=True),
+    Index("ix_person_match_keys_key", "match_key"),
+)
+
+# How common each normalised name is in the registry (a snapshot `civicard dedup frequencies`
+# refreshes), for the model's term-frequency adjustment: a shared rare surname is stronger evidence.
+name_frequencies = Table(
+    "name_frequencies",
+    metadata,
+    Column("column_name", String(40), primary_key=True),
+    Column("value", String(300), primary_key=True),
+    Column("frequency", Float, nullable=False),
 )

@@ -7,6 +7,7 @@ from types import TracebackType
 from sqlalchemy import Connection, Engine
 
 from civicard.adapters.db.guard import ACCESS_KEY
+from civicard.adapters.db.match_index import SqlMatchIndex
 from civicard.adapters.db.repositories import SqlAccessLog, SqlFacts, SqlHouseholds, SqlMemberships, SqlPersons
 from civicard.shared.clock import Clock
 from civicard.transparency.access import AccessContext, purpose_policy
@@ -36,6 +37,11 @@ class SqlUnitOfWork:
         self.memberships = SqlMemberships(conn)
         self.facts = SqlFacts(conn)
         self.access_log = SqlAccessLog(conn)
+        self.match_index = SqlMatchIndex(conn)
+        # Imported here: dedup_store builds on the card unit of work, which builds on this one.
+        from civicard.adapters.db.dedup_store import SqlDuplicates
+
+        self.duplicates = SqlDuplicates(conn)
         return self
 
     @property

@@ -30,8 +30,7 @@ def choose(u: Floats, shares: Sequence[float]) -> Ints:
     return np.searchsorted(np.cumsum(shares), u * sum(shares), side="right").astype(np.int64)
 
 
-def money(rng: np.random.Generator, median: float | Floats, sigma: float | Floats,
-          n: int) -> Ints:
+def money(rng: np.random.Generator, median: float | Floats, sigma: float | Floats, n: int) -> Ints:
     """Skewed amounts in minor units, rounded to whole currency units."""
     return np.round(rng.lognormal(np.log(median), sigma, n) / 100).astype(np.int64) * 100
 

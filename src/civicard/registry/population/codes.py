@@ -40,23 +40,29 @@ def load_codes(path: Path | None = None) -> Codes:
     """Read the registry's codes.yaml unless a path is given."""
     raw = yaml.safe_load((path or CODES_YAML).read_text("utf-8"))
     regions = raw["regions"]
-    municipalities = [(code, r) for r, region in enumerate(regions.values())
-                      for code in region["municipalities"]]
+    municipalities = [(code, r) for r, region in enumerate(regions.values()) for code in region["municipalities"]]
     return Codes(
         vocabularies={name: tuple(values) for name, values in raw.items() if name != "regions"},
         regions=tuple(regions),
         municipalities=tuple(code for code, _ in municipalities),
         municipality_region=tuple(r for _, r in municipalities),
-        postcode_prefixes=tuple(str(region["postcode_prefix"]) for region in regions.values()))
+        postcode_prefixes=tuple(str(region["postcode_prefix"]) for region in regions.values()),
+    )
 
 
 def check_vocabularies(codes: Codes) -> None:
     """Refuse to run if a code the generator writes is not in codes.yaml."""
-    used = {"sexes": SEXES, "relationships": ROLES, "employment_statuses": STATUSES,
-            "income_sources": SOURCES, "property_kinds": tuple(PROPERTIES),
-            "health_kinds": HEALTH_KINDS, "disability_codes": tuple(DISABILITY_P),
-            "chronic_codes": tuple(CHRONIC_ADULT_P) + tuple(CHRONIC_CHILD_P),
-            "benefit_codes": BENEFITS}
+    used = {
+        "sexes": SEXES,
+        "relationships": ROLES,
+        "employment_statuses": STATUSES,
+        "income_sources": SOURCES,
+        "property_kinds": tuple(PROPERTIES),
+        "health_kinds": HEALTH_KINDS,
+        "disability_codes": tuple(DISABILITY_P),
+        "chronic_codes": tuple(CHRONIC_ADULT_P) + tuple(CHRONIC_CHILD_P),
+        "benefit_codes": BENEFITS,
+    }
     for vocabulary, values in used.items():
         missing = set(values) - set(codes.vocabularies.get(vocabulary, ()))
         if missing:

@@ -22,13 +22,22 @@ from civicard.registry.population.vocabulary import (
 from civicard.registry.population.world import World, start_dates
 
 # A duplicate enrolled in the same household is recorded with a plausible wrong relationship.
-_CONFUSED_ROLE = np.array([[OTHER, NON_RELATIVE], [NON_RELATIVE, OTHER], [GRANDCHILD, OTHER],
-                           [GRANDPARENT, OTHER], [OTHER, NON_RELATIVE], [CHILD, OTHER], [PARENT, OTHER],
-                           [NON_RELATIVE, SIBLING], [OTHER, OTHER]])
+_CONFUSED_ROLE = np.array(
+    [
+        [OTHER, NON_RELATIVE],
+        [NON_RELATIVE, OTHER],
+        [GRANDCHILD, OTHER],
+        [GRANDPARENT, OTHER],
+        [OTHER, NON_RELATIVE],
+        [CHILD, OTHER],
+        [PARENT, OTHER],
+        [NON_RELATIVE, SIBLING],
+        [OTHER, OTHER],
+    ]
+)
 
 
-def second_enrollments(world: World, people: dict[str, Any], homes: dict[str, Any],
-                       share: float) -> dict[str, Any]:
+def second_enrollments(world: World, people: dict[str, Any], homes: dict[str, Any], share: float) -> dict[str, Any]:
     """Second enrollments of a share of distinct people: 40 % of adults moved to a new single-person home,
     the rest listed again in their household under another relationship; with the errors
     clerks and residents make in names, birth dates, phones and document numbers."""
@@ -44,8 +53,7 @@ def second_enrollments(world: World, people: dict[str, Any], homes: dict[str, An
     n_dup = source.size
     movers = int(moved.sum())
     old_town = homes["municipality"][people["hh"][source[moved]]]
-    town = np.where(rng.random(movers) < 0.6, old_town,
-                    rng.integers(0, len(world.codes.municipalities), movers))
+    town = np.where(rng.random(movers) < 0.6, old_town, rng.integers(0, len(world.codes.municipalities), movers))
     new_homes = dwellings_in(world, town, np.ones(movers, dtype=bool))
     hh = people["hh"][source].copy()
     hh[moved] = homes["municipality"].size + np.arange(movers)
@@ -58,14 +66,18 @@ def second_enrollments(world: World, people: dict[str, Any], homes: dict[str, An
     sex[flip] = 1 - sex[flip]
     birth = people["birth"][source]
     return {
-        "source": source, "hh": hh, "role": role, "homes": new_homes, "sex": sex,
+        "source": source,
+        "hh": hh,
+        "role": role,
+        "homes": new_homes,
+        "sex": sex,
         **misspelt(world, people, source),
         "birth": misdated(world, birth.copy()),
         "place": np.where(rng.random(n_dup) < 0.05, municipality, people["place"][source]),
-        "phone": np.where(rng.random(n_dup) < np.where(moved, 0.7, 0.15), mobiles(rng, n_dup),
-                          people["phone"][source]),
+        "phone": np.where(rng.random(n_dup) < np.where(moved, 0.7, 0.15), mobiles(rng, n_dup), people["phone"][source]),
         "national_id": misnumbered(world, people["national_id"][source].copy()),
-        "since": start_dates(world, birth, 0, 720)}
+        "since": start_dates(world, birth, 0, 720),
+    }
 
 
 def _movers(rng: np.random.Generator, people: dict[str, Any], source: Ints) -> Bools:
@@ -85,8 +97,7 @@ def _movers(rng: np.random.Generator, people: dict[str, Any], source: Ints) -> B
         moved[crowded] = True
 
 
-def with_duplicates(rng: np.random.Generator, facts: dict[str, Facts], source: Ints,
-                    size: int) -> dict[str, Facts]:
+def with_duplicates(rng: np.random.Generator, facts: dict[str, Facts], source: Ints, size: int) -> dict[str, Facts]:
     """Facts declared again at the second enrollment: every employment status, most incomes
     (amounts a little different), most health needs, some benefits (double dipping)."""
     copy_of = np.full(size, -1, dtype=np.int64)

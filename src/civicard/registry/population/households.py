@@ -47,12 +47,20 @@ def household_members(world: World, home_municipality: Ints) -> dict[str, Any]:
     x = (rng.random(hh.size) < 0.002) & (age >= 16)
     start = world.today - rng.integers(30, 20 * 365, n).astype("timedelta64[D]")
     start = np.maximum(start, birth[first] + np.timedelta64(18 * 365, "D"))
-    return {"hh": hh, "role": role, "female": female, "age": age, "birth": birth,
-            "sex": np.where(x, 2, np.where(female, 0, 1)), "place": place,
-            "national_id": _national_ids(world, age, birth), **surnames,
-            **_given(rng, world.pools, female, twin),
-            "own_phone": (age >= 16) & (rng.random(hh.size) < 0.35),
-            "member_since": np.minimum(np.maximum(start[hh], birth), world.today)}
+    return {
+        "hh": hh,
+        "role": role,
+        "female": female,
+        "age": age,
+        "birth": birth,
+        "sex": np.where(x, 2, np.where(female, 0, 1)),
+        "place": place,
+        "national_id": _national_ids(world, age, birth),
+        **surnames,
+        **_given(rng, world.pools, female, twin),
+        "own_phone": (age >= 16) & (rng.random(hh.size) < 0.35),
+        "member_since": np.minimum(np.maximum(start[hh], birth), world.today),
+    }
 
 
 def _compose(rng: np.random.Generator, n: int) -> tuple[Ints, Ints, Ints, Bools]:
@@ -84,15 +92,13 @@ def _national_ids(world: World, age: Ints, birth: Dates) -> Ints:
     return number
 
 
-def _ages(rng: np.random.Generator, hh: Ints, role: Ints, female: Bools, first: Ints,
-          has_spouse: Bools) -> Ints:
+def _ages(rng: np.random.Generator, hh: Ints, role: Ints, female: Bools, first: Ints, has_spouse: Bools) -> Ints:
     """Ages in whole years, plausible for each relationship to the reference person."""
     n = first.size
     ref = 18 + rng.gamma(2.6, 11.0, n)
     ref = np.where(_any(hh, role == GRANDCHILD, n), np.maximum(ref, 50 + rng.integers(0, 25, n)), ref)
     ref = np.where(_any(hh, role == PARENT, n), np.minimum(ref, 22 + rng.integers(0, 38, n)), ref)
-    ref = np.where(_any(hh, role == GRANDPARENT, n), np.minimum(ref, 18 + rng.integers(0, 17, n)),
-                   ref)
+    ref = np.where(_any(hh, role == GRANDPARENT, n), np.minimum(ref, 18 + rng.integers(0, 17, n)), ref)
     ref = np.clip(ref, 18, 98).astype(np.int64)
     partner = np.clip(ref + np.round(rng.normal(np.where(female[first], 3, -3), 4)), 18, 100)
     younger = np.where(has_spouse, np.minimum(ref, partner), ref).astype(np.int64)[hh]
@@ -100,13 +106,28 @@ def _ages(rng: np.random.Generator, hh: Ints, role: Ints, female: Bools, first: 
     span = (u * (np.minimum(younger, 44) - 15)).astype(np.int64)
     gc_span = (u * (np.minimum(r, 62) - 37)).astype(np.int64)
     ages = np.select(
-        [role == REF, role == SPOUSE, role == CHILD, role == PARENT, role == GRANDPARENT,
-         role == SIBLING, role == GRANDCHILD, role == OTHER],
-        [r, partner[hh], younger - 16 - span, np.minimum(r + 18 + (u * 23).astype(np.int64), 100),
-         np.minimum(r + 38 + (u * 20).astype(np.int64), 102),
-         np.clip(r + np.round(rng.normal(0, 6, hh.size)), 0, 100), np.maximum(r - 38 - gc_span, 0),
-         rng.integers(0, 80, hh.size)],
-        np.minimum(18 + rng.gamma(2.0, 10.0, hh.size), 90))
+        [
+            role == REF,
+            role == SPOUSE,
+            role == CHILD,
+            role == PARENT,
+            role == GRANDPARENT,
+            role == SIBLING,
+            role == GRANDCHILD,
+            role == OTHER,
+        ],
+        [
+            r,
+            partner[hh],
+            younger - 16 - span,
+            np.minimum(r + 18 + (u * 23).astype(np.int64), 100),
+            np.minimum(r + 38 + (u * 20).astype(np.int64), 102),
+            np.clip(r + np.round(rng.normal(0, 6, hh.size)), 0, 100),
+            np.maximum(r - 38 - gc_span, 0),
+            rng.integers(0, 80, hh.size),
+        ],
+        np.minimum(18 + rng.gamma(2.0, 10.0, hh.size), 90),
+    )
     return np.asarray(ages, dtype=np.int64)
 
 
@@ -127,8 +148,7 @@ def _birth_places(world: World, home: Ints, age: Ints) -> Ints:
     return np.select([u < local, u < domestic], [home, rng.integers(0, m, n)], foreign)
 
 
-def _surnames(world: World, hh: Ints, role: Ints, female: Bools, first: Ints,
-              has_spouse: Bools) -> dict[str, Ints]:
+def _surnames(world: World, hh: Ints, role: Ints, female: Bools, first: Ints, has_spouse: Bools) -> dict[str, Ints]:
     """Spanish surnames: a child's first surname is the father's first, the second the mother's
     first; a child of an unrecognised father carries both of the mother's."""
     rng, pools, n, size = world.rng, world.pools, first.size, hh.size
@@ -151,12 +171,19 @@ def _surnames(world: World, hh: Ints, role: Ints, female: Bools, first: Ints,
     ref1, ref2, child1 = ref1[hh], ref2[hh], child1[hh]
     # The reference's father gave their first surname, their mother the second.
     elder = np.where(female, np.where(ref2 >= 0, ref2, r1), ref1)
-    roles = [role == REF, role == SPOUSE, role == CHILD, (role == PARENT) | (role == GRANDPARENT),
-             role == SIBLING, role == GRANDCHILD, role == OTHER]
-    first_surname = np.select(roles, [ref1, sp1[hh], child1, elder, ref1,
-                                      np.where(coin, child1, r1), np.where(coin, ref1, r1)], r1)
-    second = np.select(roles, [ref2, sp2[hh], child2[hh], r2, ref2, np.where(coin, r2, child1), r2],
-                       r2)
+    roles = [
+        role == REF,
+        role == SPOUSE,
+        role == CHILD,
+        (role == PARENT) | (role == GRANDPARENT),
+        role == SIBLING,
+        role == GRANDCHILD,
+        role == OTHER,
+    ]
+    first_surname = np.select(
+        roles, [ref1, sp1[hh], child1, elder, ref1, np.where(coin, child1, r1), np.where(coin, ref1, r1)], r1
+    )
+    second = np.select(roles, [ref2, sp2[hh], child2[hh], r2, ref2, np.where(coin, r2, child1), r2], r2)
     second[((role == OTHER) | (role == NON_RELATIVE)) & (rng.random(size) < 0.01)] = -1
     return {"first": first_surname, "second": second}
 
@@ -167,8 +194,9 @@ def _given(rng: np.random.Generator, pools: Pools, female: Bools, twin: Ints) ->
     n_male = len(pools.given) - n_female
 
     def draw(k: int, sex: Bools) -> Ints:
-        return np.where(sex, rng.choice(n_female, k, p=pools.female_p),
-                        n_female + rng.choice(n_male, k, p=pools.male_p))
+        return np.where(
+            sex, rng.choice(n_female, k, p=pools.female_p), n_female + rng.choice(n_male, k, p=pools.male_p)
+        )
 
     name = draw(size, female)
     clash = twin[name[twin] == name[twin - 1]]
@@ -176,9 +204,9 @@ def _given(rng: np.random.Generator, pools: Pools, female: Bools, twin: Ints) ->
         name[clash] = draw(clash.size, female[clash])
         clash = clash[name[clash] == name[clash - 1]]
     middle = draw(size, female)
-    middle = np.where(middle != name, middle,
-                      np.where(female, (middle + 1) % n_female,
-                               n_female + (middle - n_female + 1) % n_male))
+    middle = np.where(
+        middle != name, middle, np.where(female, (middle + 1) % n_female, n_female + (middle - n_female + 1) % n_male)
+    )
     two = (rng.random(size) < 0.3) & ~pools.compound[name] & ~pools.compound[middle]
     return {"given": name, "middle": np.where(two, middle, -1)}
 

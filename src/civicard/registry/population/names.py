@@ -28,8 +28,7 @@ class Pools:
 
 
 def strip_accents(text: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFD", text)
-                   if unicodedata.category(c) != "Mn")
+    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
 
 
 @cache
@@ -40,24 +39,25 @@ def name_pools() -> Pools:
     shares = ((0.5, es_CO.Provider), (0.3, es_MX.Provider), (0.2, es_AR.Provider))
     female_lists = [(s, p.first_names_female) for s, p in shares]
     male_lists = [(s, p.first_names_male) for s, p in shares]
-    ambiguous = ({n for _, names in female_lists for n in names}
-                 & {n for _, names in male_lists for n in names})
+    ambiguous = {n for _, names in female_lists for n in names} & {n for _, names in male_lists for n in names}
     female = _pooled(female_lists, ambiguous)
     male = _pooled(male_lists, ambiguous)
     surnames = _pooled([(s, p.last_names) for s, p in shares], set())
     given = list(female) + list(male)
     return Pools(
-        given=pa.array(given, pa.string()), n_female=len(female),
-        female_p=probabilities(female.values()), male_p=probabilities(male.values()),
+        given=pa.array(given, pa.string()),
+        n_female=len(female),
+        female_p=probabilities(female.values()),
+        male_p=probabilities(male.values()),
         compound=np.array([" " in name for name in given]),
         surnames=pa.array(list(surnames), pa.string()),
-        surname_p=probabilities(surnames.values()))
+        surname_p=probabilities(surnames.values()),
+    )
 
 
 def given_names(pools: Pools, given: Ints, middle: Ints) -> pa.Array:
     """The given names as written: the first, then the middle one where there is one."""
-    return pc.binary_join_element_wise(pick(pools.given, given), pick(pools.given, middle), " ",
-                                       null_handling="skip")
+    return pc.binary_join_element_wise(pick(pools.given, given), pick(pools.given, middle), " ", null_handling="skip")
 
 
 def _weights(names: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
@@ -66,8 +66,7 @@ def _weights(names: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
     return {name: weight / total for name, weight in pairs}
 
 
-def _pooled(lists: Sequence[tuple[float, Sequence[str] | Mapping[str, float]]],
-            exclude: set[str]) -> dict[str, float]:
+def _pooled(lists: Sequence[tuple[float, Sequence[str] | Mapping[str, float]]], exclude: set[str]) -> dict[str, float]:
     """Merge locale lists; es_AR writes "Sofia" for "Sofía", so spellings are unified by the
     most accented variant of each word, keeping one identity per name."""
     words = [w for _, names in lists for name in names for w in name.split()]

@@ -33,19 +33,30 @@ def dwellings_in(world: World, municipality: Ints, mobile: Bools) -> dict[str, A
     rng, codes, pools, n = world.rng, world.codes, world.pools, municipality.size
     region = np.array(codes.municipality_region)[municipality]
     first_of_region = np.searchsorted(codes.municipality_region, region)
-    grid = join_text(pick(tuple(_GRID_STREETS), rng.choice(4, n, p=probabilities(_GRID_STREETS.values()))),
-                     " ", as_text(rng.integers(1, 200, n)),
-                     pick(["", "A", "B", "C"], rng.choice(4, n, p=[0.85, 0.07, 0.05, 0.03])),
-                     " # ", as_text(rng.integers(1, 150, n)), "-", as_text(rng.integers(1, 99, n)))
+    grid = join_text(
+        pick(tuple(_GRID_STREETS), rng.choice(4, n, p=probabilities(_GRID_STREETS.values()))),
+        " ",
+        as_text(rng.integers(1, 200, n)),
+        pick(["", "A", "B", "C"], rng.choice(4, n, p=[0.85, 0.07, 0.05, 0.03])),
+        " # ",
+        as_text(rng.integers(1, 150, n)),
+        "-",
+        as_text(rng.integers(1, 99, n)),
+    )
     street = rng.choice(len(pools.surnames), n, p=pools.surname_p)
-    named = join_text(pick(_NAMED_STREETS, rng.integers(0, len(_NAMED_STREETS), n)),
-                      " ", pick(pools.surnames, street), " ", as_text(rng.integers(1, 3000, n)))
+    named = join_text(
+        pick(_NAMED_STREETS, rng.integers(0, len(_NAMED_STREETS), n)),
+        " ",
+        pick(pools.surnames, street),
+        " ",
+        as_text(rng.integers(1, 3000, n)),
+    )
     block = join_text("Manzana ", as_text(rng.integers(1, 80, n)), " Casa ", as_text(rng.integers(1, 40, n)))
     style = rng.choice(3, n, p=[0.5, 0.35, 0.15])
     address = pc.if_else(pa.array(style == 0), grid, pc.if_else(pa.array(style == 1), named, block))
     digit = (municipality - first_of_region + 1) % 10
-    postcode = join_text(pick(codes.postcode_prefixes, region), as_text(digit),
-                         pc.utf8_lpad(as_text(rng.integers(0, 100, n)), 2, "0"))
+    postcode = join_text(
+        pick(codes.postcode_prefixes, region), as_text(digit), pc.utf8_lpad(as_text(rng.integers(0, 100, n)), 2, "0")
+    )
     phone = np.where(mobile, mobiles(rng, n), 6_000_000_000 + rng.integers(0, 10**9, n))
-    return {"municipality": municipality, "region": region, "address": address,
-            "postcode": postcode, "phone": phone}
+    return {"municipality": municipality, "region": region, "address": address, "postcode": postcode, "phone": phone}

@@ -12,15 +12,43 @@ from civicard.registry.population.arrays import Dates, Floats, Ints, choose, pic
 from civicard.registry.population.names import given_names, strip_accents
 from civicard.registry.population.world import World
 
-_NICKNAMES = {"José": "Pepe", "Francisco": "Pancho", "Jesús": "Chucho", "Ignacio": "Nacho",
-              "Manuel": "Manolo", "Dolores": "Lola", "Rosario": "Charo", "Concepción": "Concha",
-              "Enrique": "Quique", "Eduardo": "Lalo", "Antonio": "Toño", "Guillermo": "Memo",
-              "Alberto": "Beto", "Roberto": "Beto", "Luis": "Lucho", "Mercedes": "Meche",
-              "Isabel": "Chabela", "Alejandro": "Alejo", "Alejandra": "Ale", "Rafael": "Rafa",
-              "Fernando": "Nando", "Consuelo": "Chelo", "Santiago": "Santi", "Juan": "Juancho",
-              "Valentina": "Vale", "Gabriela": "Gaby", "Patricia": "Paty", "Teresa": "Tere",
-              "Daniel": "Dani", "Cristina": "Cris", "Margarita": "Marga", "Natalia": "Naty",
-              "Sebastián": "Sebas", "Carlos": "Carlitos", "Guadalupe": "Lupe"}
+_NICKNAMES = {
+    "José": "Pepe",
+    "Francisco": "Pancho",
+    "Jesús": "Chucho",
+    "Ignacio": "Nacho",
+    "Manuel": "Manolo",
+    "Dolores": "Lola",
+    "Rosario": "Charo",
+    "Concepción": "Concha",
+    "Enrique": "Quique",
+    "Eduardo": "Lalo",
+    "Antonio": "Toño",
+    "Guillermo": "Memo",
+    "Alberto": "Beto",
+    "Roberto": "Beto",
+    "Luis": "Lucho",
+    "Mercedes": "Meche",
+    "Isabel": "Chabela",
+    "Alejandro": "Alejo",
+    "Alejandra": "Ale",
+    "Rafael": "Rafa",
+    "Fernando": "Nando",
+    "Consuelo": "Chelo",
+    "Santiago": "Santi",
+    "Juan": "Juancho",
+    "Valentina": "Vale",
+    "Gabriela": "Gaby",
+    "Patricia": "Paty",
+    "Teresa": "Tere",
+    "Daniel": "Dani",
+    "Cristina": "Cris",
+    "Margarita": "Marga",
+    "Natalia": "Naty",
+    "Sebastián": "Sebas",
+    "Carlos": "Carlitos",
+    "Guadalupe": "Lupe",
+}
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -38,8 +66,7 @@ def misspelt(world: World, people: dict[str, Any], source: Ints) -> dict[str, li
     for i in np.flatnonzero(u[:, 0] < 0.30):
         given[i] = _misspell_given(given[i], int(given_kind[i]), u[i, 4:7])
     for i in np.flatnonzero(u[:, 2] < 0.22):
-        first[i], second[i] = _misspell_surnames(first[i], second[i], int(surname_kind[i]),
-                                                 u[i, 7:10])
+        first[i], second[i] = _misspell_surnames(first[i], second[i], int(surname_kind[i]), u[i, 7:10])
     return {"given": given, "first": first, "second": second}
 
 
@@ -49,15 +76,15 @@ def typo(text: str, u: Floats) -> str:
         return text + _LETTERS[int(u[2] * 26)]
     at, op = int(u[1] * (len(text) - 1)), int(u[0] * 4)
     if op == 1:
-        return text[:at] + text[at + 1:]
+        return text[:at] + text[at + 1 :]
     if op == 2 and text[at] != text[at + 1]:
-        return text[:at] + text[at + 1] + text[at] + text[at + 2:]
+        return text[:at] + text[at + 1] + text[at] + text[at + 2 :]
     if op == 3:
         return text[:at] + text[at] + text[at:]
     letter = _LETTERS[int(u[2] * 26)]
     if letter == text[at].lower():
         letter = _LETTERS[(int(u[2] * 26) + 1) % 26]
-    return text[:at] + (letter.upper() if text[at].isupper() else letter) + text[at + 1:]
+    return text[:at] + (letter.upper() if text[at].isupper() else letter) + text[at + 1 :]
 
 
 def _misspell_given(names: str, kind: int, u: Floats) -> str:
@@ -106,7 +133,7 @@ def _misdate(born: date, kind: int, u: Floats, latest: date) -> date:
         at = (3, 8, 9)[int(u[0] * 3)]  # the year's last digit or the day's
         digit = str((int(text[at]) + 1 + int(u[1] * 9)) % 10)
         try:
-            wrong = date.fromisoformat(text[:at] + digit + text[at + 1:])
+            wrong = date.fromisoformat(text[:at] + digit + text[at + 1 :])
         except ValueError:
             wrong = None
     elif kind == 1 and born.day <= 12 and born.day != born.month:
@@ -128,9 +155,9 @@ def misnumbered(world: World, number: Ints) -> Ints:
         text = str(number[i])
         at = 1 + int(row[0] * (len(text) - 2))
         if row[1] < 0.5 and text[at] != text[at + 1]:
-            text = text[:at] + text[at + 1] + text[at] + text[at + 2:]
+            text = text[:at] + text[at + 1] + text[at] + text[at + 2 :]
         else:
-            text = text[:at] + str((int(text[at]) + 1 + int(row[2] * 9)) % 10) + text[at + 1:]
+            text = text[:at] + str((int(text[at]) + 1 + int(row[2] * 9)) % 10) + text[at + 1 :]
         number[i] = int(text)
     wrong = number[mistyped]
     order = np.argsort(wrong, kind="stable")

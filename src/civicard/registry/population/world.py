@@ -27,7 +27,7 @@ class Issued:
         self._sorted = np.sort(np.concatenate([self._sorted, numbers]))
 
     def issue(self, rng: np.random.Generator, digits: Ints) -> Ints:
-        low, high = 10 ** (digits - 1), 10 ** digits
+        low, high = 10 ** (digits - 1), 10**digits
         numbers = rng.integers(low, high)
         while True:
             order = np.argsort(numbers, kind="stable")

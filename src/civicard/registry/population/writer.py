@@ -52,8 +52,9 @@ class PopulationSummary:
         return f"{self.households:,} households, {self.persons:,} persons ({self.duplicates:,} enrolled twice)"
 
 
-def generate_population(spec: PopulationSpec, out_dir: Path,
-                        progress: Callable[[int], None] | None = None) -> PopulationSummary:
+def generate_population(
+    spec: PopulationSpec, out_dir: Path, progress: Callable[[int], None] | None = None
+) -> PopulationSummary:
     """Write the eight Parquet files of a synthetic registry into out_dir, chunk by chunk.
 
     `progress` is called after each chunk with the number of households just written (original
@@ -70,9 +71,10 @@ def generate_population(spec: PopulationSpec, out_dir: Path,
     counts = dict.fromkeys([*SCHEMAS, "duplicates"], 0)
     out_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        writers = {name: stack.enter_context(
-            pq.ParquetWriter(out_dir / f"{name}.parquet", schema, compression="zstd"))
-            for name, schema in SCHEMAS.items()}
+        writers = {
+            name: stack.enter_context(pq.ParquetWriter(out_dir / f"{name}.parquet", schema, compression="zstd"))
+            for name, schema in SCHEMAS.items()
+        }
         for start in range(0, spec.households, spec.chunk_households):
             n = min(spec.chunk_households, spec.households - start)
             for name, rows in _write_chunk(world, writers, n, spec.duplicate_share).items():
@@ -82,8 +84,9 @@ def generate_population(spec: PopulationSpec, out_dir: Path,
     return PopulationSummary(**counts)
 
 
-def _write_chunk(world: World, writers: Mapping[str, pq.ParquetWriter], n: int,
-                 duplicate_share: float) -> dict[str, int]:
+def _write_chunk(
+    world: World, writers: Mapping[str, pq.ParquetWriter], n: int, duplicate_share: float
+) -> dict[str, int]:
     """Generate and write one chunk; its tables are freed before the next one is built."""
     tables, duplicates = _chunk(world, n, duplicate_share)
     for name, table in tables.items():
@@ -95,8 +98,7 @@ def _chunk(world: World, n: int, duplicate_share: float) -> tuple[dict[str, pa.T
     """One chunk of households with their people, facts and duplicates, as tables."""
     homes = places(world, n)
     people = household_members(world, homes["municipality"])
-    people["phone"] = np.where(people["own_phone"], mobiles(world.rng, people["hh"].size),
-                               homes["phone"][people["hh"]])
+    people["phone"] = np.where(people["own_phone"], mobiles(world.rng, people["hh"].size), homes["phone"][people["hh"]])
     facts = need_facts(world, people, n)
     dup = second_enrollments(world, people, homes, duplicate_share)
     return chunk_tables(world, people, homes, facts, dup), dup["source"].size
