@@ -26,6 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pyotp
 import pytest
@@ -36,8 +37,10 @@ from sqlalchemy import func, select
 
 from civicard.adapters.api.app import create_app
 from civicard.adapters.db import tables as t
+from civicard.adapters.db.dedup_extract import registry_records
 from civicard.adapters.db.migrate import upgrade
 from civicard.bootstrap import Container, bootstrap
+from civicard.dedup.screening import rebuild_index
 from civicard.identity.terminal_auth import encode_signature, sign_request
 from civicard.registry.enrollment import CreateHousehold, EnrollPerson, create_household, enroll_person
 from civicard.registry.recording import record_fact
@@ -237,6 +240,9 @@ def seed_town(container: Container) -> SeededTown:
     town.chronic_person_id = town.person_ids["Ramón Núñez Peña"]
     _record(container, "health_needs", town.chronic_person_id, {"kind": "chronic", "code": "E11"}, {"present": True})
     _record(container, "properties", town.household_ids[1], {"kind": "dwelling"}, {"value_minor": 4_500_000_00})
+    index = AccessContext(Actor("test:seed-index", "system"), "duplicate_screening")
+    with container.uow(index) as uow:
+        rebuild_index(uow, duckdb.connect(), registry_records(uow))
     return town
 
 

@@ -136,7 +136,8 @@ def _household() -> ComparisonCreator:
                 label_for_charts="same address and phone",
             ),
             cll.CustomLevel(
-                "address_l = address_r AND postcode_l = postcode_r", label_for_charts="same address, phone differs"
+                "address_l = address_r AND postcode_l = postcode_r",
+                label_for_charts="same address (phone differs or missing)",
             ),
             cll.CustomLevel("phone_l = phone_r", label_for_charts="same phone, address differs"),
             cll.CustomLevel(

@@ -19,6 +19,7 @@ from civicard.adapters.api.registry_routes import router as registry_router
 from civicard.adapters.api.session_routes import router as session_router
 from civicard.adapters.db.migrate import head_revision
 from civicard.adapters.web.card_pages import router as card_pages_router
+from civicard.adapters.web.enroll_pages import router as enroll_pages_router
 from civicard.adapters.web.pages import mount_static
 from civicard.adapters.web.pages import router as pages_router
 from civicard.adapters.web.resident_pages import router as resident_router
@@ -53,6 +54,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(pages_router)
     app.include_router(resident_router)
     app.include_router(card_pages_router)
+    app.include_router(enroll_pages_router)
     app.include_router(review_pages_router)
     mount_static(app)
     return app

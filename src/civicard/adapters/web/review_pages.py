@@ -92,6 +92,7 @@ def case_page(
     except DomainError as exc:
         return render_error(request, "review_case.html", exc, case=None, session=session)
     notices = [NOTICES[n] for n in notice or () if n in NOTICES]
+    staff = {a.id: a.display_name for a in app.auth.list_staff_accounts()}
     return render(
         request,
         "review_case.html",
@@ -99,6 +100,7 @@ def case_page(
         rows=_rows(case),
         session=session,
         notices=notices,
+        staff=staff,
         pending=case.candidate.status in ("open", "unsure"),
     )
 
