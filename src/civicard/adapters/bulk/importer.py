@@ -217,6 +217,7 @@ def _technical(name: str, rows: pa.Table, stamp: _Stamp) -> pa.Array:
         "recorded_by": stamp.actor,
         "reason": stamp.reason,
         "present": True,
+        "record_status": "active",  # imported persons are registered; dedup may queue some for review
     }
     if name in constants:
         return pa.repeat(constants[name], n)

@@ -142,18 +142,26 @@ def population_generate(
 @registry_app.command("import")
 def registry_import(
     source: Annotated[Path, typer.Argument(help="Directory with the Parquet files of a population.")],
+    index: Annotated[
+        bool, typer.Option(help="Rebuild the duplicate-matching index afterwards (`civicard dedup index`).")
+    ] = True,
 ) -> None:
     """Load a population extract into the registry in one transaction (all or nothing)."""
     from civicard.adapters.bulk.importer import import_population
+    from civicard.adapters.cli.dedup import index_registry
     from civicard.adapters.cli.progress import staged_progress
     from civicard.transparency.access import AccessContext, Actor
 
     if not source.is_dir():
         raise fail(f"{source} is not a directory")
     context = AccessContext(Actor("cli:registry-import", "system"), "bulk_import")
-    with container() as built, staged_progress("Importing") as progress:
-        report = run_checked(lambda: import_population(built.engine, source, context, built.clock, progress))
-    out.print(f"imported {report}")
+    with container() as built:
+        with staged_progress("Importing") as progress:
+            report = run_checked(lambda: import_population(built.engine, source, context, built.clock, progress))
+        out.print(f"imported {report}")
+        if index:
+            keys, _ = run_checked(lambda: index_registry(built, staged_progress))
+            out.print(f"duplicate-matching index rebuilt: {keys:,} keys")
 
 
 def main() -> None:  # pragma: no cover - console entry point
