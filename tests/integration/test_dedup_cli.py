@@ -167,3 +167,17 @@ def test_registry_run_reads_the_registry_and_logs_each_person(
     assert _cluster_f1(population, clusters) >= 0.95
     index = runner.invoke(app, ["dedup", "index"], env=env)
     assert index.exit_code == 0 and "match index rebuilt" in index.output
+
+
+def test_registry_run_can_queue_possible_pairs_once(env: dict[str, str], population: Path, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+    assert runner.invoke(app, ["registry", "import", str(population), "--no-index"], env=env).exit_code == 0
+    args = ["dedup", "run", "--registry", "--queue", "--out-pairs", str(tmp_path / "p.csv")]
+    args += ["--out-clusters", str(tmp_path / "c.csv")]
+    first = runner.invoke(app, args, env=env)
+    assert first.exit_code == 0, first.output
+    pairs = len(_rows(tmp_path / "p.csv"))
+    assert pairs > 0 and f"{pairs:,} new pair(s) queued for review" in first.output
+    again = runner.invoke(app, args, env=env)
+    assert again.exit_code == 0 and "0 new pair(s) queued for review" in again.output
+    assert runner.invoke(app, ["dedup", "run", str(tmp_path / "p.csv"), "--queue"], env=env).exit_code == 2

@@ -8,6 +8,7 @@ probabilities are Splink's, without its ~60 ms per-call set-up.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ class Level:
     field: str
     label: str
     outcome: Outcome
+    weight: float
 
 
 def match_keys(features: dict[str, Any]) -> list[str]:
@@ -54,7 +56,7 @@ class Matcher:
         self.model = model
         self._con = con
         self._db_api = DuckDBAPI(con)
-        self._levels = _levels(model)
+        self._levels = ModelLevels(model).levels
         self._cache_key = f"civicard-enrollment-{id(self)}"
         self._lock = threading.Lock()  # one DuckDB connection, requests arrive on many threads
 
@@ -134,16 +136,32 @@ def _rarest(table: dict[str, float]) -> float:
     return min(table.values()) if table else 1e-6
 
 
-def _levels(model: dict[str, Any]) -> dict[str, dict[int, Level]]:
-    """Comparison name → gamma value → (label, outcome), read from the model JSON."""
-    out: dict[str, dict[int, Level]] = {}
-    for comparison in model["comparisons"]:
-        name = comparison["output_column_name"]
-        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
-        table = {-1: Level(name, "not recorded on one side", "missing")}
-        for rank, level in enumerate(levels):
-            gamma = len(levels) - 1 - rank
-            outcome: Outcome = "agree" if rank == 0 else "disagree" if gamma == 0 else "close"
-            table[gamma] = Level(name, str(level.get("label_for_charts") or level["sql_condition"]), outcome)
-        out[name] = table
-    return out
+class ModelLevels:
+    """Comparison name → gamma value → level (label, outcome, weight in bits), from the model JSON."""
+
+    def __init__(self, model: dict[str, Any]) -> None:
+        self.levels: dict[str, dict[int, Level]] = {}
+        for comparison in model["comparisons"]:
+            name = comparison["output_column_name"]
+            ranked = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+            table = {-1: Level(name, "not recorded on one side", "missing", 0.0)}
+            for rank, level in enumerate(ranked):
+                gamma = len(ranked) - 1 - rank
+                outcome: Outcome = "agree" if rank == 0 else "disagree" if gamma == 0 else "close"
+                label = str(level.get("label_for_charts") or level["sql_condition"])
+                table[gamma] = Level(name, label, outcome, _bits(level))
+            self.levels[name] = table
+
+    def reasons(self, gammas: dict[str, int]) -> tuple[Reason, ...]:
+        """Reasons for a pair known only by its comparison vector (bulk runs); weights are the
+        levels' log2(m/u), without term-frequency adjustment."""
+        out = []
+        for name, table in self.levels.items():
+            level = table[int(gammas[name])]
+            out.append(Reason(name, level.outcome, level.label, level.weight))
+        return tuple(out)
+
+
+def _bits(level: dict[str, Any]) -> float:
+    m, u = level.get("m_probability"), level.get("u_probability")
+    return math.log2(m / u) if m and u else 0.0

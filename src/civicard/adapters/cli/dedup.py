@@ -174,6 +174,9 @@ def dedup_run(
     registry: Annotated[
         bool, typer.Option("--registry", help="Match the registry's persons instead of a file.")
     ] = False,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="With --registry: send the possible duplicates to the reviewers' queue.")
+    ] = False,
     train: Annotated[
         bool, typer.Option("--train", help="Train the model on this input (no labels) instead of using the saved one.")
     ] = False,
@@ -184,13 +187,19 @@ def dedup_run(
     if registry == (input_file is not None):
         console.print("[red]usage:[/red] give either INPUT or --registry, not both or neither")
         raise typer.Exit(2)
+    if queue and not registry:
+        console.print("[red]usage:[/red] --queue needs --registry (a file's record ids are not persons)")
+        raise typer.Exit(2)
     con = connect(memory_limit, temp_dir)
+    queued = None
     try:
         source = load_input(con, input_file) if input_file is not None else None
         records = source if source is not None else load_records(con, _registry_records())
         console.print(f"{records:,} records", highlight=False)
         result = run_with_progress(con, None if train else saved_model(), threshold)
         write_outputs(con, out_pairs, out_clusters)
+        if queue:
+            queued = _queue(con, result.model)
     except InputError as exc:
         raise _fail(str(exc)) from None
     except duckdb.Error as exc:  # an engine failure (memory, disk) in one line, never a traceback
@@ -202,6 +211,7 @@ def dedup_run(
         f"{result.records_in_clusters:,} records in {result.duplicate_clusters:,} duplicate cluster(s) at {threshold}; "
         f"{result.household_members_separated:,} household-member pair(s) separated; "
         f"clusters written to {out_clusters}"
+        + (f"; {queued:,} new pair(s) queued for review" if queued is not None else "")
     )
 
 
@@ -262,3 +272,25 @@ def index_registry(built: Any, progress: Any) -> tuple[int, int]:
             return rebuild_index(uow, con, records, lambda step: report(step, 1, 1))
     finally:
         con.close()
+
+
+def _queue(con: duckdb.DuckDBPyConnection, model: dict[str, Any]) -> int:
+    """Raise every pair at or above the review band (except pairs already queued or decided)."""
+    from civicard.adapters.cli.main import container, run_checked
+    from civicard.adapters.db.dedup_store import SqlReviewUnitOfWork
+    from civicard.dedup.matching import ModelLevels
+    from civicard.dedup.pairs import ScoredPair
+    from civicard.dedup.review import raise_candidates
+    from civicard.transparency.access import AccessContext, Actor
+
+    levels = ModelLevels(model)
+    names = list(levels.levels)
+    gammas = ", ".join(f"gamma_{n}" for n in names)  # comparison names from the model, not user input
+    rows = con.execute(f"SELECT unique_id_l, unique_id_r, match_probability, {gammas} FROM dedup_pairs").fetchall()  # noqa: S608
+    pairs = [
+        ScoredPair(str(r[0]), str(r[1]), float(r[2]), levels.reasons(dict(zip(names, r[3:], strict=True))))
+        for r in rows
+    ]
+    context = AccessContext(Actor("cli:dedup-run", "system"), "duplicate_screening")
+    with container() as built, SqlReviewUnitOfWork(built.engine, context, built.clock) as uow:
+        return run_checked(lambda: raise_candidates(uow, pairs, "bulk"))
