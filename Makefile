@@ -47,6 +47,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/log_bench.py
 	$(BIN)/python bench/card_bench.py
 	$(BIN)/python bench/import_bench.py
+	$(BIN)/python bench/dedup_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

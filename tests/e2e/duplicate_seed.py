@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
+from sqlalchemy import or_, select
+
+from civicard.adapters.db import tables as t
 from civicard.adapters.db.dedup_store import SqlReviewUnitOfWork
 from civicard.dedup.pairs import Reason, ScoredPair
 from civicard.dedup.review import raise_candidates
@@ -23,7 +26,7 @@ def seed_duplicate(
     server: LiveServer, original: str, given: str, household_id: str | None = None, probability: float = 0.94
 ) -> tuple[str, str]:
     """Enroll a second record of `original` (a seeded full name) and queue the pair; returns (alias, candidate)."""
-    first, surname, second = original.rsplit(" ", 2)
+    _, surname, second = original.rsplit(" ", 2)
     cmd = EnrollPerson(
         given_names=given,
         first_surname=surname,
@@ -48,10 +51,6 @@ def seed_duplicate(
 
 
 def _candidate_of(uow: SqlReviewUnitOfWork, person_id: str) -> str:
-    from sqlalchemy import or_, select
-
-    from civicard.adapters.db import tables as t
-
     c = t.duplicate_candidates.c
     query = select(c.id).where(or_(c.person_id_l == person_id, c.person_id_r == person_id))
     return str(uow.connection.execute(query).scalar_one())

@@ -217,3 +217,17 @@ def test_a_refused_merge_changes_nothing(uow: Uow, engine: Engine) -> None:
     assert code(lambda: _same(uow, a, b, survivor_id=c)) == "not_a_candidate_person"
     assert _row_counts(engine, uow) == counts and log_since(uow, before) == []
     assert _status(uow, b) == ("active", None)
+
+
+def test_a_held_survivor_stays_held_while_another_of_its_pairs_is_pending(uow: Uow) -> None:
+    first, second = enroll(uow, days_ago=30), enroll(uow, "María J.", days_ago=20)
+    newcomer = enroll(uow, "Maria Jose")
+    with uow("enrollment", REGISTRAR) as u:
+        hold_for_review(u, newcomer, [pair(newcomer, first), pair(newcomer, second)])
+        u.commit()
+    decided = _same(uow, first, newcomer, survivor_id=newcomer)
+    assert decided.released == () and _status(uow, newcomer) == ("held", None)
+    assert _status(uow, first) == ("merged", newcomer)
+    with uow() as u:
+        released = decide(u, KEYS, candidate_id(uow, second, newcomer), "different").released
+    assert released == (newcomer,) and _status(uow, newcomer) == ("active", None)

@@ -73,7 +73,7 @@ def test_reasons_read_levels_from_the_saved_model() -> None:
     levels = ModelLevels(saved_model())
     reasons = {
         r.field: r
-        for r in levels.reasons({"first_name": 4, "surname": 0, "dob": 2, "sex": -1, "national_id": 3, "household": 5})
+        for r in levels.reasons({"first_name": 4, "surname": 0, "dob": 2, "sex": -1, "national_id": 2, "household": 5})
     }
     assert (reasons["first_name"].outcome, reasons["first_name"].label) == ("agree", "same given names")
     assert reasons["surname"].outcome == "disagree" and reasons["surname"].weight < 0

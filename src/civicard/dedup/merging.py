@@ -44,7 +44,8 @@ def merge_pair(
     """Inside the reviewer's transaction (no commit): merge the candidate's two records.
 
     Returns the merge and whether the survivor got a replacement card (which has no PIN yet).
-    The survivor defaults to the record that is not held, then the earlier enrolled one.
+    The survivor defaults to the record that is not held, then the earlier enrolled one; a held
+    survivor stays held while it has other pairs pending (the caller releases it).
     """
     persons = uow.persons.get_many(list(candidate.person_ids))
     for person in persons.values():
@@ -53,8 +54,6 @@ def merge_pair(
     survivor = _survivor(persons, candidate, survivor_id)
     alias_id = candidate.other(survivor.id)
     now, actor = uow.clock.now(), uow.context.actor.id
-    if survivor.record_status == "held":  # the reviewer's answer settles the hold
-        uow.duplicates.set_record_status(survivor.id, "active", None)
     uow.duplicates.set_record_status(alias_id, "merged", survivor.id)
     membership = uow.memberships.current_of_person(alias_id)
     if membership is not None:

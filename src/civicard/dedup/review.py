@@ -62,11 +62,12 @@ def queue_pairs(uow: QueueUnitOfWork, pairs: Iterable[ScoredPair], source: str) 
             wanted[key] = pair
     known = uow.duplicates.queued_pairs(set(wanted)) if wanted else set()
     fresh = [key for key in wanted if key not in known]
-    persons = uow.persons.get_many(sorted({pid for key in fresh for pid in key}))
-    missing = sorted({pid for key in fresh for pid in key} - set(persons))
+    involved = {pid for key in fresh for pid in key}
+    statuses = uow.duplicates.record_statuses(involved)
+    missing = sorted(involved - set(statuses))
     if missing:
         raise NotFound("unknown_person", f"No person with id '{missing[0]}'.")
-    merged = {pid for pid, p in persons.items() if p.record_status == "merged"}
+    merged = {pid for pid, status in statuses.items() if status == "merged"}
     now, actor = uow.clock.now(), uow.context.actor.id
     candidates = [
         Candidate(
@@ -179,8 +180,9 @@ def decide(
     survivor_id: str | None = None,
     policy: CardPolicy = DEFAULT_POLICY,
 ) -> Decided:
-    """A reviewer's answer. 'different' is remembered for good and releases a hold with nothing
-    else pending; 'unsure' keeps the pair in the queue; 'same' merges the two records (merging.py)."""
+    """A reviewer's answer. 'different' is remembered for good; 'unsure' keeps the pair in the
+    queue; 'same' merges the two records (merging.py). A held record is released once none of its
+    pairs is pending any more."""
     require_reviewer(uow)
     if decision not in DECISIONS:
         raise InvalidInput("invalid_decision", f"The decision is one of: {', '.join(DECISIONS)}.")
@@ -193,12 +195,11 @@ def decide(
     now = uow.clock.now()
     decided = replace(candidate, status=decision, decided_at=now, decided_by=uow.context.actor.id, decision_note=text)
     merge, needs_pin = None, False
-    released: tuple[str, ...] = ()
     if decision == "same":
         merge, needs_pin = merge_pair(uow, keys, decided, survivor_id, text, policy)
     uow.duplicates.save_decision(decided)
-    if decision == "different":
-        released = _release_holds(uow, candidate.person_ids)
+    # A hold ends when none of the held record's pairs is pending (a merged alias is no longer held).
+    released = _release_holds(uow, candidate.person_ids) if decision != "unsure" else ()
     subjects = [Subject.person(pid) for pid in candidate.person_ids]
     record_change(
         uow.access_log,

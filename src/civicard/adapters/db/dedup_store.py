@@ -123,6 +123,15 @@ class SqlDuplicates:
             held |= set(self.conn.execute(select(p.id).where(p.id.in_(chunk), p.record_status == "held")).scalars())
         return held
 
+    def record_statuses(self, person_ids: Collection[str]) -> dict[str, RecordStatus]:
+        p = t.persons.c
+        found: dict[str, RecordStatus] = {}
+        for chunk in _chunks(person_ids):
+            found |= {
+                r.id: r.record_status for r in self.conn.execute(select(p.id, p.record_status).where(p.id.in_(chunk)))
+            }
+        return found
+
     def set_record_status(self, person_id: str, status: RecordStatus, merged_into: str | None) -> None:
         self.conn.execute(
             update(t.persons).where(t.persons.c.id == person_id).values(record_status=status, merged_into=merged_into)
