@@ -175,7 +175,10 @@ def _print_guide(container: Container, console: Console) -> None:
         "\n[bold]civicard demo town[/bold] — DEMO MODE (a generated root key in "
         f"{container.settings.data_dir / 'demo-root.key'}; never use it for real people)\n"
         "  Open  http://127.0.0.1:8000/            landing page\n"
-        "        http://127.0.0.1:8000/registrar   search e.g. 'maria perez' or document 52123456\n"
+        "        http://127.0.0.1:8000/registrar   search e.g. 'maria perez' or document 52123456; on her\n"
+        "                                          household, 'Enroll a person' as 'Maria J. Perez' shows the\n"
+        "                                          duplicate warning with its reasons\n"
+        "        http://127.0.0.1:8000/reviewer    the duplicate review queue (sign in as revisora)\n"
         "        http://127.0.0.1:8000/docs        the API (POST /v1/sessions; Bearer token + X-Civicard-Purpose)\n"
         "  Sign in with one of the demo logins below.\n",
         highlight=False,
