@@ -176,8 +176,8 @@ def _print_guide(container: Container, console: Console) -> None:
         f"{container.settings.data_dir / 'demo-root.key'}; never use it for real people)\n"
         "  Open  http://127.0.0.1:8000/            landing page\n"
         "        http://127.0.0.1:8000/registrar   search e.g. 'maria perez' or document 52123456; on her\n"
-        "                                          household, 'Enroll a person' as 'Maria J. Perez' shows the\n"
-        "                                          duplicate warning with its reasons\n"
+        "                                          household, 'Enroll a person' as 'Maria J. Perez Gomez', born\n"
+        "                                          1984-09-03, shows the duplicate warning with its reasons\n"
         "        http://127.0.0.1:8000/reviewer    the duplicate review queue (sign in as revisora)\n"
         "        http://127.0.0.1:8000/docs        the API (POST /v1/sessions; Bearer token + X-Civicard-Purpose)\n"
         "  Sign in with one of the demo logins below.\n",
