@@ -59,6 +59,7 @@ class Matcher:
         self._levels = ModelLevels(model).levels
         self._cache_key = f"civicard-enrollment-{id(self)}"
         self._lock = threading.Lock()  # one DuckDB connection, requests arrive on many threads
+        self._nicknames_ready = False
 
     def _drop_scratch_tables(self) -> None:
         """compare_records leaves its input and output tables behind on every call."""
@@ -73,7 +74,10 @@ class Matcher:
             cur.close()
 
     def features(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        return features_of(self._con, list(records))
+        """Normalised features of records in the dedup input shape (see records.py)."""
+        with self._lock:
+            ready, self._nicknames_ready = self._nicknames_ready, True
+            return features_of(self._con, list(records), nicknames_ready=ready)
 
     def score(
         self,
@@ -87,10 +91,20 @@ class Matcher:
         if not candidates:
             return []
         features = self.features([{**new, "record_id": NEW_RECORD_ID}, *candidates])
-        rows = [_with_tf(f, frequencies) for f in features]
-        by_id = {r["unique_id"]: r for r in rows}
-        left = [by_id[NEW_RECORD_ID]]
-        right = [r for r in rows if r["unique_id"] != NEW_RECORD_ID]
+        return self.score_features(features[0], features[1:], frequencies)
+
+    def score_features(
+        self,
+        new: dict[str, Any],
+        candidates: Sequence[dict[str, Any]],
+        frequencies: dict[str, dict[str, float]],
+    ) -> list[ScoredPair]:
+        """`score` for records already normalised by `features` (the new one with unique_id
+        NEW_RECORD_ID)."""
+        if not candidates:
+            return []
+        left = [_with_tf(new, frequencies)]
+        right = [_with_tf(f, frequencies) for f in candidates]
         with self._lock:
             result = compare_records(left, right, self.model, self._db_api, sql_cache_key=self._cache_key)
             scored = [self._pair(row) for row in result.as_record_list()]

@@ -108,9 +108,12 @@ LEFT JOIN dedup_nicknames n ON n.nickname = split_part(c.first_name, ' ', 1)
 """
 
 
-def features_of(con: duckdb.DuckDBPyConnection, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def features_of(
+    con: duckdb.DuckDBPyConnection, records: list[dict[str, Any]], nicknames_ready: bool = False
+) -> list[dict[str, Any]]:
     """Normalise a few records (an enrollment and its candidates) with the bulk SQL."""
-    register_nicknames(con)
+    if not nicknames_ready:
+        register_nicknames(con)
     names = (*INPUT_COLUMNS, "household_id")
     few = pa.table({c: pa.array([_text(r.get(c)) for r in records], pa.string()) for c in names})
     cur = con.cursor()

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 
-from civicard.dedup.matching import SHOW_FLOOR, Matcher, match_keys
+from civicard.dedup.matching import NEW_RECORD_ID, SHOW_FLOOR, Matcher, match_keys
 from civicard.dedup.model import BLOCKING_KEYS, TF_COLUMNS
 from civicard.dedup.pairs import ScoredPair
 from civicard.dedup.records import features_sql, register_nicknames
@@ -56,18 +56,20 @@ class Screening:
 def screen(uow: ScreeningUnitOfWork, matcher: Matcher, record: dict[str, Any]) -> Screening:
     """Score `record` (dedup INPUT_COLUMNS + household_id) against the registry. Reads candidates
     but neither logs nor commits: callers that show them use `check_enrollment`."""
-    features = matcher.features([{**record, "record_id": "__new__"}])[0]
+    features = matcher.features([{**record, "record_id": NEW_RECORD_ID}])[0]
     keys = match_keys(features)
     candidates = uow.match_index.candidates(keys, MAX_CANDIDATES)
     if not candidates:
         return Screening((), {}, tuple(keys))
+    candidate_features = matcher.features(candidates)
     wanted: dict[str, list[str]] = {c: [] for c in TF_COLUMNS}
-    for row in [features, *matcher.features(candidates)]:
+    for row in [features, *candidate_features]:
         for column in TF_COLUMNS:
             if row.get(column):
                 wanted[column].append(row[column])
     frequencies = uow.match_index.frequencies(wanted)
-    pairs = [p for p in matcher.score(record, candidates, frequencies) if p.match_probability >= SHOW_FLOOR]
+    scored = matcher.score_features(features, candidate_features, frequencies)
+    pairs = [p for p in scored if p.match_probability >= SHOW_FLOOR]
     shown = {p.id_r for p in pairs}
     return Screening(tuple(pairs), {c["record_id"]: c for c in candidates if c["record_id"] in shown}, tuple(keys))
 
