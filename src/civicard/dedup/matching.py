@@ -73,6 +73,11 @@ class Matcher:
         finally:
             cur.close()
 
+    def warm_up(self) -> None:
+        """Score one made-up pair so Splink compiles and caches the model's SQL now."""
+        probe = {"record_id": "warm-up", "first_name": "ana", "surname": "diaz", "date_of_birth": "2000-01-01"}
+        self.score({**probe, "record_id": NEW_RECORD_ID}, [probe], {})
+
     def features(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Normalised features of records in the dedup input shape (see records.py)."""
         with self._lock:

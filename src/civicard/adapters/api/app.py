@@ -31,6 +31,7 @@ def create_app(container: Container) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         container.integrator.start()  # entries reach a signed checkpoint within about a second
+        container.matcher.warm_up()  # the saved model loads and its SQL compiles before the first enrollment
         try:
             yield
         finally:
