@@ -116,9 +116,11 @@ class PossibleDuplicates(Conflict):
             "possible_duplicates",
             f"{len(pairs)} enrolled person(s) may be this person (best match {best:.0%}); check them and "
             "open the existing record, or confirm this is someone new.",
-            candidates=[{"person_id": p.id_r, "match_probability": round(p.match_probability, 4)} for p in pairs],
         )
         self.pairs = tuple(pairs)
+        self.public = {
+            "candidates": [{"person_id": p.id_r, "match_probability": round(p.match_probability, 4)} for p in pairs]
+        }
 
 
 def dedup_record(fields: dict[str, Any], household_id: str | None) -> dict[str, Any]:

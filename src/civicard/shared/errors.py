@@ -28,7 +28,8 @@ class DomainError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.details = details
+        self.details = details  # for logs and callers; never sent to clients as is
+        self.public: dict[str, Any] = {}  # extra fields a client may see in the problem response
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

@@ -68,7 +68,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         status, headers = http_status(exc)
         title = exc.kind.value.replace("_", " ").capitalize()
-        return problem(status, exc.code, title, exc.message, headers=headers, **exc.details)
+        return problem(status, exc.code, title, exc.message, headers=headers, **exc.public)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
