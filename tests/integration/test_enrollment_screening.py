@@ -6,19 +6,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pytest
 from sqlalchemy import select
 
+from civicard.adapters.bulk.importer import import_population
 from civicard.adapters.db import tables as t
 from civicard.adapters.db.dedup_extract import registry_records
 from civicard.adapters.db.uow import SqlUnitOfWork
 from civicard.dedup.batch import run_batch
 from civicard.dedup.matching import Matcher
 from civicard.dedup.model import REVIEW_BAND, saved_model
-from civicard.dedup.screening import rebuild_index
+from civicard.dedup.screening import rebuild_index, screen
 from civicard.registry.enrollment import (
     CreateHousehold,
     EnrollPerson,
@@ -27,7 +30,8 @@ from civicard.registry.enrollment import (
     create_household,
     enroll_person,
 )
-from civicard.transparency.access import Actor
+from civicard.registry.population import PopulationSpec, generate_population
+from civicard.transparency.access import AccessContext, Actor
 
 UowFor = Callable[..., SqlUnitOfWork]
 SYSTEM = Actor("test:index", "system")
@@ -209,3 +213,47 @@ def test_enrollment_probabilities_equal_splinks_bulk_run(uow_for: UowFor, matche
     assert screening.pairs
     for pair in screening.pairs:
         assert pair.match_probability == pytest.approx(bulk[pair.id_r], rel=1e-6, abs=1e-9)
+
+
+def test_screening_generated_reenrollments_gives_splinks_probabilities(
+    uow_for: UowFor, engine: Any, clock: Any, matcher: Matcher, tmp_path: Path
+) -> None:
+    """Every candidate of 25 generated second enrollments (typos, nicknames, swapped dates) gets
+    exactly the probability Splink's bulk run gives the same pair with the same frequencies."""
+    generate_population(PopulationSpec(households=250, seed=3, duplicate_share=0.05), tmp_path)
+    import_population(engine, tmp_path, AccessContext(SYSTEM, "bulk_import"), clock)
+    with uow_for("duplicate_screening", SYSTEM) as uow:
+        records = registry_records(uow)
+        rebuild_index(uow, duckdb.connect(), records)
+        snapshot: dict[str, dict[str, float]] = {}
+        for column, value, frequency in uow.connection.execute(select(t.name_frequencies)):
+            snapshot.setdefault(column, {})[value] = frequency
+    twice = duckdb.sql(
+        f"SELECT person_id FROM '{tmp_path}/persons.parquet' WHERE truth_person_id IN "
+        f"(SELECT truth_person_id FROM '{tmp_path}/persons.parquet' GROUP BY 1 HAVING count(*) > 1) ORDER BY 1 LIMIT 25"
+    ).fetchall()
+    by_id = {r["record_id"]: r for r in records.to_pylist()}
+    newcomers = {f"__new__{i}": {**by_id[pid], "household_id": None} for i, (pid,) in enumerate(twice)}
+    assert len(newcomers) == 25
+    screened = {}
+    with uow_for("enrollment") as uow:
+        for new_id_, record in newcomers.items():
+            screened[new_id_] = screen(uow, matcher, record).pairs
+    everyone = pa.concat_tables(
+        [records, pa.Table.from_pylist([{**r, "record_id": k} for k, r in newcomers.items()], schema=records.schema)]
+    )
+    con = duckdb.connect()
+    con.register("everyone", everyone)
+    run_batch(con, "everyone", model=saved_model(), review_band=0.0, term_frequencies=snapshot)
+    bulk = {
+        (row[0], row[1]): row[2]
+        for row in con.execute("SELECT unique_id_l, unique_id_r, match_probability FROM dedup_scored").fetchall()
+    }
+    compared = 0
+    for new_id_, pairs in screened.items():
+        assert pairs, f"{new_id_} found no candidate, not even its own record"
+        for pair in pairs:
+            key = (min(new_id_, pair.id_r), max(new_id_, pair.id_r))
+            assert pair.match_probability == pytest.approx(bulk[key], rel=1e-9, abs=1e-12)
+            compared += 1
+    assert compared >= 25
