@@ -32,7 +32,8 @@ from schemathesis.core.result import Ok
 
 from civicard.adapters.api.app import create_app
 from civicard.bootstrap import Container
-from tests.e2e.conftest import PING, REGISTRAR, LiveServer, register_terminal, signed_headers
+from tests.e2e.conftest import PING, REGISTRAR, REVIEWER, LiveServer, register_terminal, signed_headers
+from tests.e2e.duplicate_seed import seed_duplicate
 
 pytestmark = pytest.mark.e2e
 FUZZ_HEADERS = {"X-Civicard-Purpose": "fact_correction"}
@@ -54,6 +55,11 @@ EXCLUDED_CHECKS = [positive_data_acceptance]
 OPENAPI = create_app(cast(Container, None)).openapi()
 schema = schemathesis.openapi.from_dict(OPENAPI)
 schema.config.update(headers=FUZZ_HEADERS)
+# The reviewer's operations with a reviewer session and its purpose, so generated requests get
+# past the purpose check and reach the queue's validation (the registrar run stops at 403).
+REVIEW_PATHS = r"^/v1/(duplicates|merges)"
+review_schema = schemathesis.openapi.from_dict(OPENAPI).include(path_regex=REVIEW_PATHS)
+review_schema.config.update(headers={"X-Civicard-Purpose": "duplicate_review"})
 # Signed terminal requests: positive cases only, because the signature is made over what was
 # generated and a valid signature would turn a deliberately malformed request into a valid one.
 terminal_schema = schemathesis.openapi.from_dict(OPENAPI).include(path=PING)
@@ -71,6 +77,15 @@ def stays_signed_in(ctx: schemathesis.CheckContext, response: schemathesis.Respo
 def fuzz_session(live_server: LiveServer) -> dict[str, str]:
     """The registrar session every generated request carries (one sign-in for the whole module)."""
     return live_server.open_session(REGISTRAR)
+
+
+@pytest.fixture(scope="module")
+def review_session(live_server: LiveServer) -> dict[str, str]:
+    """A reviewer session opened through AuthStore from another address (the fuzzed sign-ins spend 127.0.0.1's
+    budget), with one queued pair whose id the generated requests are pinned to."""
+    signed = live_server.container.auth.sign_in(REVIEWER.username, REVIEWER.password, None, "e2e-fuzz-setup")
+    _, candidate = seed_duplicate(live_server, "Inés Ibáñez Muñoz", "Ines")
+    return {"token": signed.session_token, "candidate_id": candidate}
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +139,21 @@ def test_no_generated_body_about_a_seeded_record_causes_a_server_error_or_breaks
     case.call_and_validate(
         base_url=live_server.base_url,
         headers=authorization(case, live_server, fuzz_session),
+        excluded_checks=EXCLUDED_CHECKS,
+        additional_checks=[stays_signed_in],
+    )
+
+
+@review_schema.parametrize()
+@FUZZ_SETTINGS
+def test_no_generated_review_request_causes_a_server_error_or_breaks_the_documented_responses(
+    case: schemathesis.Case[Any], live_server: LiveServer, review_session: dict[str, str]
+) -> None:
+    if case.path_parameters and "candidate_id" in case.path_parameters:
+        case.path_parameters["candidate_id"] = review_session["candidate_id"]
+    case.call_and_validate(
+        base_url=live_server.base_url,
+        headers={"Authorization": f"Bearer {review_session['token']}"},
         excluded_checks=EXCLUDED_CHECKS,
         additional_checks=[stays_signed_in],
     )

@@ -97,8 +97,12 @@ def downgrade() -> None:
     op.drop_table('duplicate_candidates')
     # SQLite cannot drop a column that carries a foreign key: the batch rebuild does, with its constraint.
     sqlite = op.get_bind().dialect.name == 'sqlite'
+    if sqlite:  # the rebuild drops and re-creates `persons`, which other tables reference (same ids)
+        op.execute('PRAGMA foreign_keys = OFF')
     with op.batch_alter_table('persons', schema=None, recreate='always' if sqlite else 'auto') as batch_op:
         if not sqlite:
             batch_op.drop_constraint(batch_op.f('fk_persons_merged_into_persons'), type_='foreignkey')
         batch_op.drop_column('merged_into')
         batch_op.drop_column('record_status')
+    if sqlite:
+        op.execute('PRAGMA foreign_keys = ON')
