@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,9 @@ def _sign_in_as_reviewer(page: Any, server: LiveServer) -> None:
     page.goto(f"{server.base_url}/reviewer")
 
 
-def test_a_reviewer_merges_a_duplicate_and_undoes_the_merge(browser_page: Any, live_server: LiveServer) -> None:
+def test_a_reviewer_merges_a_duplicate_and_undoes_the_merge(
+    browser_page: Any, live_server: LiveServer, screenshots: Path
+) -> None:
     page = browser_page
     home = live_server.town.household_ids[0]
     original = live_server.person("María José Pérez Gómez")
@@ -36,6 +39,7 @@ def test_a_reviewer_merges_a_duplicate_and_undoes_the_merge(browser_page: Any, l
     row = page.locator(f"tr[data-candidate='{candidate}']")
     assert row.count() == 1 and "94.0 %" in row.inner_text()
     assert "María" not in page.content()  # the queue shows no names
+    page.screenshot(path=str(screenshots / "review-queue.png"), full_page=True)
     with page.expect_navigation():
         row.locator("[data-action=open-case]").click()
     assert page.locator("th[data-person]").count() == 2
@@ -43,6 +47,7 @@ def test_a_reviewer_merges_a_duplicate_and_undoes_the_merge(browser_page: Any, l
     assert "María José" in table and "Maria Jose" in table
     assert page.locator("tr.differs").count() >= 1
     assert page.locator("tr[data-reason=birth_date]").inner_text().count("coincide / agree") == 1
+    page.screenshot(path=str(screenshots / "review-case.png"), full_page=True)
 
     page.select_option("#survivor_id", original)
     page.fill("#note", "misma cédula en ambas fichas")
@@ -67,6 +72,7 @@ def test_a_reviewer_merges_a_duplicate_and_undoes_the_merge(browser_page: Any, l
     notices = page.locator(".notice").all_inner_texts()
     assert any("Merge undone" in n for n in notices) and any("issue a new one" in n for n in notices)
     assert any("rejoined its household" in n for n in notices)
+    page.screenshot(path=str(screenshots / "review-merge-undone.png"), full_page=True)
     assert page.locator("[data-field=status]").inner_text() == "open"
     assert page.locator("tr[data-merge][data-undone=true]").count() == 1
     assert page.locator("[data-action=decide-different]").count() == 1
