@@ -27,6 +27,7 @@ from civicard.registry.enrollment import (
     EnrollPerson,
     PossibleDuplicates,
     check_duplicates,
+    correct_person,
     create_household,
     enroll_person,
 )
@@ -257,3 +258,22 @@ def test_screening_generated_reenrollments_gives_splinks_probabilities(
             assert pair.match_probability == pytest.approx(bulk[key], rel=1e-9, abs=1e-12)
             compared += 1
     assert compared >= 25
+
+
+def test_a_corrected_name_moves_the_persons_match_keys(uow_for: UowFor, matcher: Matcher) -> None:
+    town = _town(uow_for, matcher)
+    with uow_for("enrollment") as uow:
+        before = set(
+            uow.connection.execute(
+                select(t.person_match_keys.c.match_key).where(t.person_match_keys.c.person_id == town["luis"])
+            ).scalars()
+        )
+    with uow_for("fact_correction") as uow:
+        correct_person(uow, town["luis"], {"first_surname": "Rojo"}, "typo at enrollment", matcher)
+    with uow_for("enrollment") as uow:
+        after = set(
+            uow.connection.execute(
+                select(t.person_match_keys.c.match_key).where(t.person_match_keys.c.person_id == town["luis"])
+            ).scalars()
+        )
+    assert "2:rojas|1990-01-02" in before and "2:rojo|1990-01-02" in after and "2:rojas|1990-01-02" not in after

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, Protocol
 
-from civicard.dedup.matching import Matcher
+from civicard.dedup.matching import Matcher, match_keys
 from civicard.dedup.model import REVIEW_BAND
 from civicard.dedup.pairs import ScoredPair
 from civicard.dedup.ports import QueueUnitOfWork
@@ -203,8 +203,15 @@ def remove_member(uow: RegistryUnitOfWork, person_id: str, reason: str, on: date
     uow.commit()
 
 
-def correct_person(uow: RegistryUnitOfWork, person_id: str, changes: dict[str, Any], reason: str) -> Person:
-    """Change identity details; each changed field keeps its old value in the corrections history."""
+def correct_person(
+    uow: EnrollmentUnitOfWork,
+    person_id: str,
+    changes: dict[str, Any],
+    reason: str,
+    matcher: Matcher | None = None,
+) -> Person:
+    """Change identity details; each changed field keeps its old value in the corrections history.
+    With a `matcher`, the person's duplicate-matching keys follow the corrected details."""
     person = _require_person(uow, person_id)
     unknown = set(changes) - set(IDENTITY_FIELDS) - {"region"}
     if unknown:
@@ -221,6 +228,9 @@ def correct_person(uow: RegistryUnitOfWork, person_id: str, changes: dict[str, A
             raise Conflict("national_id_in_use", "Another person is enrolled with this document number.")
     updated = replace(person, **fields)
     uow.persons.update(updated, diff, uow.context.actor.id, _text(reason, "reason", 500), uow.clock.now())
+    if matcher is not None:
+        features = matcher.features([{**dedup_record(fields, None), "record_id": person_id}])[0]
+        uow.match_index.replace_keys(person_id, match_keys(features))
     record_change(
         uow.access_log, uow.context, [Subject.person(person_id)], ["identity"], "person.corrected", uow.clock.now()
     )

@@ -90,7 +90,7 @@ def correct_person(person_id: str, body: PersonCorrectionIn, app: App, access: A
     if "birth_date" in changes:
         changes["birth_date"] = _date(changes["birth_date"])
     with app.uow(access) as uow:
-        person = enrollment.correct_person(uow, person_id, changes, body.reason)
+        person = enrollment.correct_person(uow, person_id, changes, body.reason, app.matcher)
     return Created(id=person.id)
 
 
