@@ -16,6 +16,7 @@ from rich.console import Console
 from civicard.adapters.cli.audit import audit_app
 from civicard.adapters.cli.cards import cards_app
 from civicard.adapters.cli.dedup import dedup_app
+from civicard.adapters.cli.rules import rules_app
 from civicard.adapters.cli.users import users_app
 from civicard.bootstrap import Container, bootstrap
 from civicard.settings import Mode, Settings
@@ -34,6 +35,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(cards_app, name="cards")
 app.add_typer(dedup_app, name="dedup")
+app.add_typer(rules_app, name="rules")
 
 console = Console(stderr=True)
 out = Console()
