@@ -59,6 +59,7 @@ def test_match_keys_cover_each_blocking_rule_with_every_part_present(con: duckdb
                 "phone": "3005550101",
                 "postcode": "10001",
                 "national_id": "52123456",
+                "address": "Calle 5 # 10-20",
             }
         ],
     )
@@ -73,7 +74,7 @@ def test_reasons_read_levels_from_the_saved_model() -> None:
     levels = ModelLevels(saved_model())
     reasons = {
         r.field: r
-        for r in levels.reasons({"first_name": 4, "surname": 0, "dob": 2, "sex": -1, "national_id": 2, "household": 5})
+        for r in levels.reasons({"first_name": 6, "surname": 0, "dob": 2, "sex": -1, "national_id": 2, "household": 5})
     }
     assert (reasons["first_name"].outcome, reasons["first_name"].label) == ("agree", "same given names")
     assert reasons["surname"].outcome == "disagree" and reasons["surname"].weight < 0

@@ -24,6 +24,12 @@ HOUSEHOLD_MEMBER_CAP = 0.2
 SAME_HOME_LEVELS = (4, 5)
 """Household comparison levels meaning "same address" (with or without the same phone)."""
 
+GIVEN_NAMES_DIFFER = (0, 1)
+"""Given-name levels "differ" and "somewhat alike": siblings' names, not a typo or a nickname."""
+
+DOCUMENT_AGREES = 2
+"""The document-number level "same document number": two household members never share one."""
+
 Step = Callable[[str], None]
 
 
@@ -48,13 +54,16 @@ def second_stage_sql(predictions: str) -> str:
     siblings share everything else a duplicate shares; a re-enrollment with a typo, nickname or
     initial keeps a given-name level above 'differ', so it is not capped."""
     levels = ", ".join(str(g) for g in SAME_HOME_LEVELS)
-    same_home = f"(household_id_l = household_id_r OR gamma_household IN ({levels}))"
+    differ = ", ".join(str(g) for g in GIVEN_NAMES_DIFFER)
+    same_home = (
+        f"(household_id_l = household_id_r OR gamma_household IN ({levels})) AND gamma_national_id <> {DOCUMENT_AGREES}"
+    )
     return f"""
 SELECT unique_id_l, unique_id_r,
   match_probability AS model_probability,
-  CASE WHEN {same_home} AND (gamma_first_name = 0 OR gamma_dob = 0)
+  CASE WHEN {same_home} AND (gamma_first_name IN ({differ}) OR gamma_dob = 0)
        THEN least(match_probability, {HOUSEHOLD_MEMBER_CAP}) ELSE match_probability END AS match_probability,
-  coalesce({same_home} AND (gamma_first_name = 0 OR gamma_dob = 0), false) AS household_member,
+  coalesce({same_home} AND (gamma_first_name IN ({differ}) OR gamma_dob = 0), false) AS household_member,
   gamma_first_name, gamma_surname, gamma_dob, gamma_sex, gamma_national_id, gamma_household
 FROM {predictions}
 """

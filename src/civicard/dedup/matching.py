@@ -18,7 +18,7 @@ import duckdb
 from splink import DuckDBAPI
 from splink.internals.realtime import compare_records
 
-from civicard.dedup.batch import HOUSEHOLD_MEMBER_CAP, SAME_HOME_LEVELS
+from civicard.dedup.batch import DOCUMENT_AGREES, GIVEN_NAMES_DIFFER, HOUSEHOLD_MEMBER_CAP, SAME_HOME_LEVELS
 from civicard.dedup.model import BLOCKING_KEYS, TF_COLUMNS
 from civicard.dedup.pairs import Outcome, Reason, ScoredPair
 from civicard.dedup.records import features_of
@@ -138,7 +138,9 @@ class Matcher:
 def is_household_member(gammas: dict[str, int], same_household: bool) -> bool:
     """The second stage (batch.second_stage_sql) for one pair."""
     same_home = same_household or gammas["household"] in SAME_HOME_LEVELS
-    return same_home and (gammas["first_name"] == 0 or gammas["dob"] == 0)
+    if gammas["national_id"] == DOCUMENT_AGREES:
+        return False
+    return same_home and (gammas["first_name"] in GIVEN_NAMES_DIFFER or gammas["dob"] == 0)
 
 
 def _with_tf(features: dict[str, Any], frequencies: dict[str, dict[str, float]]) -> dict[str, Any]:

@@ -37,6 +37,12 @@ U_SAMPLE_PAIRS = 2_000_000
 
 _MODEL_FILE = "model.json"
 
+# A clerk (or a form) put the given name in the surname box and the other way round.
+_SWAPPED = (
+    "jaro_winkler_similarity(given_canon_l, surname_1_r) >= 0.88"
+    " AND jaro_winkler_similarity(surname_1_l, given_canon_r) >= 0.88"
+)
+
 
 def _first_name() -> ComparisonCreator:
     return cl.CustomComparison(
@@ -47,6 +53,9 @@ def _first_name() -> ComparisonCreator:
             cll.ExactMatchLevel("first_name", term_frequency_adjustments=True).configure(
                 label_for_charts="same given names"
             ),
+            cll.CustomLevel(_SWAPPED, label_for_charts="given name and surname swapped").configure(
+                m_probability=0.005, fix_m_probability=True
+            ),
             cll.CustomLevel("given_canon_l = given_canon_r", label_for_charts="same first given name or its nickname"),
             cll.JaroWinklerLevel("first_name", 0.92).configure(label_for_charts="given names nearly equal"),
             cll.CustomLevel(
@@ -56,7 +65,12 @@ def _first_name() -> ComparisonCreator:
                 " AND left(first_name_1_l, 1) = left(first_name_1_r, 1))",
                 label_for_charts="first given name similar or an initial",
             ),
-            cll.ElseLevel().configure(label_for_charts="given names differ"),
+            cll.JaroWinklerLevel("first_name", 0.7).configure(
+                label_for_charts="given names somewhat alike", m_probability=0.01, fix_m_probability=True
+            ),
+            cll.ElseLevel().configure(
+                label_for_charts="given names differ", m_probability=0.01, fix_m_probability=True
+            ),
         ],
     )
 
@@ -68,12 +82,16 @@ def _surname() -> ComparisonCreator:
         comparison_levels=[
             cll.NullLevel("surname"),
             cll.ExactMatchLevel("surname", term_frequency_adjustments=True).configure(label_for_charts="same surnames"),
+            cll.CustomLevel(_SWAPPED, label_for_charts="given name and surname swapped").configure(
+                m_probability=0.005, fix_m_probability=True
+            ),
             cll.CustomLevel(
                 "surname_1_l = surname_1_r OR surname_1_l = surname_2_r OR surname_2_l = surname_1_r",
                 label_for_charts="one surname equal (other missing, changed or swapped)",
             ),
             cll.JaroWinklerLevel("surname", 0.9).configure(label_for_charts="surnames nearly equal"),
-            cll.ElseLevel().configure(label_for_charts="surnames differ"),
+            cll.JaroWinklerLevel("surname", 0.7).configure(label_for_charts="surnames somewhat alike"),
+            cll.ElseLevel().configure(label_for_charts="surnames differ", m_probability=0.01, fix_m_probability=True),
         ],
     )
 
@@ -98,8 +116,9 @@ def _birth_date() -> ComparisonCreator:
                 " AND abs(CAST(substr(dob_l, 1, 4) AS INTEGER) - CAST(substr(dob_r, 1, 4) AS INTEGER)) <= 1",
                 label_for_charts="year off by one",
             ),
-            # Never seen among true duplicates in training, so EM cannot estimate it: a fixed prior
-            # (1 in 200 duplicates has an unrelated birth date) instead of Splink's default.
+            # Levels never (or hardly) seen among true duplicates in training cannot be estimated by EM:
+            # they get fixed priors (here 1 in 200 duplicates has an unrelated birth date; for names
+            # 1 in 100 differ outright, 1 in 200 are swapped) instead of Splink's defaults.
             cll.ElseLevel().configure(
                 label_for_charts="birth dates differ", m_probability=0.005, fix_m_probability=True
             ),
@@ -113,9 +132,12 @@ def _document() -> ComparisonCreator:
         comparison_description="document number",
         comparison_levels=[
             cll.NullLevel("national_id"),
-            cll.ExactMatchLevel("national_id").configure(label_for_charts="same document number"),
+            # Document numbers are unique: two random people share one about once in a population.
+            cll.ExactMatchLevel("national_id").configure(
+                label_for_charts="same document number", u_probability=1e-7, fix_u_probability=True
+            ),
             cll.DamerauLevenshteinLevel("national_id", 1).configure(
-                label_for_charts="document numbers one keystroke apart"
+                label_for_charts="document numbers one keystroke apart", u_probability=1e-6, fix_u_probability=True
             ),
             cll.ElseLevel().configure(label_for_charts="document numbers differ"),
         ],
@@ -139,11 +161,13 @@ def _household() -> ComparisonCreator:
                 "address_l = address_r AND postcode_l = postcode_r",
                 label_for_charts="same address (phone differs or missing)",
             ),
-            cll.CustomLevel("phone_l = phone_r", label_for_charts="same phone, address differs"),
+            cll.CustomLevel("phone_l = phone_r", label_for_charts="same phone, address differs").configure(
+                u_probability=1e-6, fix_u_probability=True
+            ),
             cll.CustomLevel(
                 "postcode_l = postcode_r AND jaro_winkler_similarity(address_l, address_r) >= 0.9",
                 label_for_charts="similar address",
-            ),
+            ).configure(m_probability=0.02, fix_m_probability=True),
             cll.CustomLevel("city_l = city_r", label_for_charts="same town only"),
             cll.ElseLevel().configure(label_for_charts="different home"),
         ],
@@ -169,6 +193,8 @@ BLOCKING_KEYS: tuple[tuple[str, ...], ...] = (
     ("given_canon", "dob"),
     ("phone", "given_canon"),
     ("dob", "postcode"),
+    ("given_canon", "surname_1", "postcode"),
+    ("address", "given_canon"),
 )
 """Which pairs are compared at all: any one of these feature tuples equal. Each is selective
 enough that candidate pairs grow linearly with the population — given name + first surname
