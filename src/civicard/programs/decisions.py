@@ -28,7 +28,12 @@ class ConditionResult:
     name: str
     label: Mapping[str, str]
     met: bool | None
-    detail: str  # the operands behind the result, e.g. "income per person 410.00 > limit 350.00"
+    details: Mapping[
+        str, str
+    ]  # per language: the operands behind the result, "income per person 410.00 > limit 350.00"
+
+    def detail(self, lang: str = "en") -> str:
+        return self.details[lang]
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,10 @@ class Decision:
         failed = [c for c in self.conditions if c.met is False]
         unknown = [c for c in self.conditions if c.met is None]
         if self.status == "eligible":
-            return "eligible because " + " and ".join(f"{c.label[lang]} ({c.detail})" for c in met)
+            return "eligible because " + " and ".join(f"{c.label[lang]} ({c.detail(lang)})" for c in met)
         if self.status == "not_eligible":
-            return "not eligible: " + "; ".join(f"{c.label[lang]} not met ({c.detail})" for c in failed)
-        return "undecided (missing data): " + "; ".join(f"{c.label[lang]} unknown ({c.detail})" for c in unknown)
+            return "not eligible: " + "; ".join(f"{c.label[lang]} not met ({c.detail(lang)})" for c in failed)
+        return "undecided (missing data): " + "; ".join(f"{c.label[lang]} unknown ({c.detail(lang)})" for c in unknown)
 
 
 def facts_from_test(household: Mapping[str, Any], members: Sequence[Mapping[str, Any]]) -> HouseholdFacts:
@@ -78,10 +83,11 @@ def decide(pack: RulePack, facts: HouseholdFacts, period: date) -> Decision:
     env = Env(facts.household, facts.members, pack.parameters_on(period))
     for derived in pack.derived:
         env.derived[derived.name] = evaluate(derived.expression, env)
-    results = tuple(
-        ConditionResult(c.name, c.label, _as_bool(evaluate(c.expression, env)), _detail(c.expression, env, pack))
-        for c in pack.conditions
-    )
+    results = []
+    for c in pack.conditions:
+        met = _as_bool(evaluate(c.expression, env))
+        details = {lang: _detail(c.expression, env, pack, met, lang) for lang in ("es", "en")}
+        results.append(ConditionResult(c.name, c.label, met, details))
     verdict = kleene_and([r.met for r in results])
     status: Status = "eligible" if verdict is True else "not_eligible" if verdict is False else "unknown"
     amount, items = 0, dict[str, int]()
@@ -91,7 +97,7 @@ def decide(pack: RulePack, facts: HouseholdFacts, period: date) -> Decision:
             quantity = _whole(evaluate(grant.quantity, env))
             if quantity > 0:
                 items[grant.item] = items.get(grant.item, 0) + quantity
-    return Decision(pack.program, pack.version, pack.sha256, period, status, amount, items, results)
+    return Decision(pack.program, pack.version, pack.sha256, period, status, amount, items, tuple(results))
 
 
 def _whole(value: Value) -> int:
@@ -104,26 +110,33 @@ def _as_bool(value: Value) -> bool | None:
     return None if value is None else bool(value)
 
 
-def _detail(e: Expr, env: Env, pack: RulePack) -> str:
+_NEGATED = {"<=": ">", "<": ">=", ">=": "<", ">": "<=", "=": "≠", "<>": "="}
+_SHOWN = {"=": "=", "<>": "≠"}
+
+
+def _detail(e: Expr, env: Env, pack: RulePack, met: bool | None, lang: str) -> str:
+    """The comparison as it came out: "income per person 410.00 > limit 350.00" when not met."""
     if isinstance(e, Compare):
-        return f"{_operand(e.left, env, pack)} {e.op} {_operand(e.right, env, pack)}"
-    return _show(evaluate(e, env), "boolean")
+        op = _NEGATED[e.op] if met is False else _SHOWN.get(e.op, e.op)
+        return f"{_operand(e.left, env, pack, lang)} {op} {_operand(e.right, env, pack, lang)}"
+    return _show(evaluate(e, env), "boolean", lang)
 
 
-def _operand(e: Expr, env: Env, pack: RulePack) -> str:
+def _operand(e: Expr, env: Env, pack: RulePack, lang: str) -> str:
     value = evaluate(e, env)
     if isinstance(e, Ref):
-        return f"{_name(e, pack)} {_show(value, _unit(e, pack))}"
-    return _show(value, "number")
+        return f"{_name(e, pack, lang)} {_show(value, _unit(e, pack), lang)}"
+    return _show(value, "number", lang)
 
 
-def _name(e: Ref, pack: RulePack) -> str:
+def _name(e: Ref, pack: RulePack, lang: str) -> str:
     if e.source == "parameter":
-        return pack.parameters[e.name].label["en"].lower()
+        return pack.parameters[e.name].label[lang].lower()
     for d in pack.derived:
         if d.name == e.name:
-            return d.label["en"].lower()
-    return e.name.replace("_", " ")
+            return d.label[lang].lower()
+    field = rule_inputs().household.get(e.name)
+    return field.label(lang) if field else e.name.replace("_", " ")
 
 
 def _unit(e: Ref, pack: RulePack) -> str:
@@ -136,11 +149,11 @@ def _unit(e: Ref, pack: RulePack) -> str:
     return inputs.household[e.name].unit if e.name in inputs.household else "number"
 
 
-def _show(value: Value, unit: str) -> str:
+def _show(value: Value, unit: str, lang: str) -> str:
     if value is None:
-        return "unknown"
+        return "desconocido" if lang == "es" else "unknown"
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return ("sí" if value else "no") if lang == "es" else ("yes" if value else "no")
     if unit == "money":
         return f"{value / 100:,.2f}"
     return f"{value:g}"

@@ -18,6 +18,10 @@ class InputField:
     name: str
     unit: Unit
     description: str
+    label_es: str = ""
+
+    def label(self, lang: str) -> str:
+        return self.label_es if lang == "es" and self.label_es else self.name.replace("_", " ")
 
     @property
     def kind(self) -> Kind:
@@ -45,7 +49,10 @@ def rule_inputs() -> Inputs:
     raw = load_yaml("civicard.programs", "inputs.yaml")
 
     def fields(section: dict[str, dict[str, str]]) -> dict[str, InputField]:
-        return {name: InputField(name, spec["type"], spec["description"]) for name, spec in section.items()}  # type: ignore[arg-type]
+        return {
+            name: InputField(name, spec["type"], spec["description"], spec.get("es", ""))  # type: ignore[arg-type]
+            for name, spec in section.items()
+        }
 
     member = fields(raw["member"])
     for code, label in vocabulary().labels("chronic_codes").items():

@@ -100,3 +100,59 @@ def pack_in_force(root: Path, program: str, period: date, version: str | None) -
     if not in_force:
         raise InvalidRule("no_version_in_force", f"no published version of {program} is in force for {period:%Y-%m}")
     return max(in_force, key=lambda p: p.effective_from)
+
+
+@rules_app.command("explain")
+def rules_explain(
+    program: Annotated[str, typer.Argument(help="Program id, e.g. food_basket.")],
+    household: Annotated[str, typer.Option(help="Household id in the registry.")],
+    period: Annotated[str, typer.Option(help="Period YYYY-MM (default: this month).")] = "",
+    version: Annotated[str | None, typer.Option(help="A version other than the one in force.")] = None,
+    rules: Annotated[Path, typer.Option(help="Folder of rule files.")] = DEFAULT_DIR,
+    lang: Annotated[str, typer.Option(help="es or en.")] = "es",
+) -> None:
+    """Decide one registry household under a program and say why, condition by condition."""
+    from civicard.adapters.cli.main import container
+    from civicard.programs.decisions import decide
+    from civicard.programs.household_inputs import facts_of_household
+    from civicard.registry.lookup import get_household
+    from civicard.shared.errors import DomainError
+    from civicard.transparency.access import AccessContext, Actor
+
+    if lang not in ("es", "en"):
+        console.print("[red]usage:[/red] --lang is es or en")
+        raise typer.Exit(2)
+    with container() as built:
+        try:
+            start = _period_start(period) if period else built.clock.today().replace(day=1)
+            pack = pack_in_force(rules, program, start, version)
+            context = AccessContext(Actor("cli:rules-explain", "system"), "cycle_run")
+            with built.uow(context) as uow:
+                record = get_household(uow, household, on=start)
+            decision = decide(pack, facts_of_household(record, start), start)
+        except (DomainError, InvalidRule) as exc:
+            raise _fail(f"{exc.message} ({exc.code})") from None
+    verdict = {
+        "eligible": ("ELEGIBLE", "ELIGIBLE"),
+        "not_eligible": ("NO ELEGIBLE", "NOT ELIGIBLE"),
+        "unknown": ("SIN DECIDIR (faltan datos)", "UNDECIDED (missing data)"),
+    }[decision.status]
+    out.print(
+        f"[bold]{pack.title[lang]}[/bold] {pack.program} {pack.version} (sha256 {pack.sha256[:12]}…), "
+        f"{start:%Y-%m}: [bold]{verdict[0 if lang == 'es' else 1]}[/bold]",
+        highlight=False,
+    )
+    for c in decision.conditions:
+        mark = {True: "✔", False: "✘", None: "?"}[c.met]
+        out.print(f"  {mark} {c.label[lang]}: {c.detail(lang)}", highlight=False)
+    if decision.status == "eligible":
+        out.print(f"  {'Importe' if lang == 'es' else 'Amount'}: {decision.amount_minor / 100:,.2f}", highlight=False)
+        for item, quantity in sorted(decision.items.items()):
+            out.print(f"  {item} × {quantity}", highlight=False)
+
+
+def _period_start(period: str) -> date:
+    try:
+        return date.fromisoformat(f"{period}-01")
+    except ValueError:
+        raise InvalidRule("invalid_period", f"'{period}' is not a period (YYYY-MM)") from None
