@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -132,15 +133,20 @@ def run_with_progress(con: duckdb.DuckDBPyConnection, model: dict[str, Any] | No
             "EM blocked on names and birth date",
         ]
     _quiet_splink()
+    started = [time.perf_counter(), time.perf_counter()]  # the run, the current step
     with staged_progress("Dedup") as report:
 
         def step(name: str) -> None:
+            now = time.perf_counter()
             done = steps.index(name) if name in steps else 0
+            if done:
+                console.print(f"  {steps[done - 1]}: {now - started[1]:.1f} s", highlight=False)
+            started[1] = now
             report("", done, len(steps))
-            console.print(f"  {name}", highlight=False)
 
         result = run_batch(con, "dedup_input", model=model, threshold=threshold, step=step)
         report("", len(steps), len(steps))
+        console.print(f"  {steps[-1]}: {time.perf_counter() - started[1]:.1f} s", highlight=False)
     return result
 
 
