@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import segno
-from fpdf import FPDF
 
 from civicard.identity.credentials import format_handle
 from civicard.shared.errors import InvalidInput
+
+if TYPE_CHECKING:  # fpdf takes ~0.5 s to import: loaded when a card is printed, not by every command
+    from fpdf import FPDF
 
 CARD_W, CARD_H = 85.6, 54.0  # ISO/IEC 7810 ID-1 (CR80), millimetres
 MARGIN = 4.0
@@ -64,6 +67,8 @@ def render_card(face: CardFace) -> bytes:
 
 def render_cards(faces: Iterable[CardFace]) -> bytes:
     """One PDF, one card per page, for a batch at the printer."""
+    from fpdf import FPDF
+
     pdf = FPDF(orientation="L", unit="mm", format=(CARD_H, CARD_W))
     pdf.set_auto_page_break(False)
     pdf.set_margins(0, 0, 0)
