@@ -91,3 +91,34 @@ def test_two_household_members_are_told_apart_but_a_reenrollment_at_home_is_not(
     assert not is_household_member(nickname_at_home, same_household=True)
     elsewhere = {**twins, "household": 0}
     assert not is_household_member(elsewhere, same_household=False)
+
+
+def test_scoring_finds_the_exact_copy_whatever_order_the_candidates_come_in() -> None:
+    from civicard.dedup.matching import Matcher
+
+    matcher = Matcher(saved_model(), duckdb.connect())
+    new = {
+        "first_name": "Zoe",
+        "surname": "Abad Ruiz",
+        "date_of_birth": "1990-01-02",
+        "sex": "F",
+        "address": "Calle 1",
+        "postcode": "10001",
+        "city": "NOR-01",
+        "national_id": "11223344",
+    }
+    stranger = {
+        **new,
+        "record_id": "p1",
+        "first_name": "Pepe",
+        "surname": "Vera Luna",
+        "date_of_birth": "1950-05-05",
+        "national_id": "99887766",
+        "address": "Otra 9",
+        "sex": "M",
+    }
+    copy = {**new, "record_id": "p2"}
+    for candidates in ([stranger, copy], [copy, stranger]):
+        pairs = matcher.score(new, candidates, {})
+        assert {p.id_r for p in pairs} == {"p1", "p2"}
+        assert pairs[0].id_r == "p2" and pairs[0].match_probability > 0.99

@@ -96,7 +96,8 @@ class Matcher:
         if not candidates:
             return []
         features = self.features([{**new, "record_id": NEW_RECORD_ID}, *candidates])
-        return self.score_features(features[0], features[1:], frequencies)
+        mine = next(f for f in features if f["unique_id"] == NEW_RECORD_ID)  # the SQL keeps no row order
+        return self.score_features(mine, [f for f in features if f["unique_id"] != NEW_RECORD_ID], frequencies)
 
     def score_features(
         self,
