@@ -52,15 +52,40 @@ class Decision:
         return {"eligible": True, "not_eligible": False, "unknown": None}[self.status]
 
     def explanation(self, lang: str = "en") -> str:
-        """ "eligible because A and B" / "not eligible: C failed (income 410 > limit 350)"."""
+        """ "eligible because A and B" / "not eligible: C not met (income 410.00 > limit 350.00)"."""
+        words = _WORDS[lang]
         met = [c for c in self.conditions if c.met is True]
         failed = [c for c in self.conditions if c.met is False]
         unknown = [c for c in self.conditions if c.met is None]
         if self.status == "eligible":
-            return "eligible because " + " and ".join(f"{c.label[lang]} ({c.detail(lang)})" for c in met)
+            return words["eligible"] + f" {words['and']} ".join(f"{c.label[lang]} ({c.detail(lang)})" for c in met)
         if self.status == "not_eligible":
-            return "not eligible: " + "; ".join(f"{c.label[lang]} not met ({c.detail(lang)})" for c in failed)
-        return "undecided (missing data): " + "; ".join(f"{c.label[lang]} unknown ({c.detail(lang)})" for c in unknown)
+            return words["not_eligible"] + "; ".join(
+                f"{c.label[lang]} {words['not_met']} ({c.detail(lang)})" for c in failed
+            )
+        return words["unknown"] + "; ".join(
+            f"{c.label[lang]} {words['unknown_one']} ({c.detail(lang)})" for c in unknown
+        )
+
+
+_WORDS = {
+    "en": {
+        "eligible": "eligible because ",
+        "and": "and",
+        "not_eligible": "not eligible: ",
+        "not_met": "not met",
+        "unknown": "undecided (missing data): ",
+        "unknown_one": "unknown",
+    },
+    "es": {
+        "eligible": "elegible porque ",
+        "and": "y",
+        "not_eligible": "no elegible: ",
+        "not_met": "no se cumple",
+        "unknown": "sin decidir (faltan datos): ",
+        "unknown_one": "sin datos",
+    },
+}
 
 
 def facts_from_test(household: Mapping[str, Any], members: Sequence[Mapping[str, Any]]) -> HouseholdFacts:
@@ -118,15 +143,18 @@ def _detail(e: Expr, env: Env, pack: RulePack, met: bool | None, lang: str) -> s
     """The comparison as it came out: "income per person 410.00 > limit 350.00" when not met."""
     if isinstance(e, Compare):
         op = _NEGATED[e.op] if met is False else _SHOWN.get(e.op, e.op)
-        return f"{_operand(e.left, env, pack, lang)} {op} {_operand(e.right, env, pack, lang)}"
+        # A literal or a formula is shown in the unit of the named side it is compared with.
+        units = [_unit(side, pack) for side in (e.left, e.right) if isinstance(side, Ref)]
+        unit = units[0] if units else "number"
+        return f"{_operand(e.left, env, pack, lang, unit)} {op} {_operand(e.right, env, pack, lang, unit)}"
     return _show(evaluate(e, env), "boolean", lang)
 
 
-def _operand(e: Expr, env: Env, pack: RulePack, lang: str) -> str:
+def _operand(e: Expr, env: Env, pack: RulePack, lang: str, unit: str) -> str:
     value = evaluate(e, env)
     if isinstance(e, Ref):
         return f"{_name(e, pack, lang)} {_show(value, _unit(e, pack), lang)}"
-    return _show(value, "number", lang)
+    return _show(value, unit, lang)
 
 
 def _name(e: Ref, pack: RulePack, lang: str) -> str:
@@ -154,6 +182,6 @@ def _show(value: Value, unit: str, lang: str) -> str:
         return "desconocido" if lang == "es" else "unknown"
     if isinstance(value, bool):
         return ("sí" if value else "no") if lang == "es" else ("yes" if value else "no")
-    if unit == "money":
-        return f"{value / 100:,.2f}"
-    return f"{value:g}"
+    if unit == "money":  # minor units as units; a fraction of a minor unit is shown, not hidden
+        return f"{value / 100:,.2f}" if float(value).is_integer() else f"{value / 100:,.4f}"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4g}"

@@ -9,6 +9,7 @@ administrator can act on. Both evaluators (evaluate.py, sql.py) work from that t
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -25,6 +26,9 @@ DIALECT = "duckdb"
 """Rules are parsed as DuckDB SQL, whatever engine later runs them."""
 
 Scope = Literal["household", "member"]
+MAX_NUMBER = 1e15
+"""Largest literal a rule may write (money in minor units stays exact in a double below 2**53)."""
+MAX_ROUND_DIGITS = 6
 FUNCTIONS = ("coalesce", "least", "greatest", "abs", "round", "floor", "ceil")
 
 
@@ -268,9 +272,12 @@ class _Builder:
         if node.is_string:
             raise self.fail("text_not_allowed", f"text values such as '{node.this}' are not allowed; use numbers")
         try:
-            return Num(float(node.this))
+            value = float(node.this)
         except ValueError:
             raise self.fail("syntax_error", f"'{node.this}' is not a number") from None
+        if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+            raise self.fail("number_out_of_range", f"{node.this} is too large (at most {MAX_NUMBER:g})", str(node.this))
+        return Num(value)
 
     def _column(self, node: exp.Expression, scope: Scope) -> Expr:
         if not isinstance(node, exp.Column) or node.table:
@@ -378,8 +385,12 @@ class _Builder:
             if node.args.get("decimals") is not None or node.args.get("to") is not None:
                 raise self.fail("not_allowed", f"{name.upper()} takes one number")
         built = tuple(self._number(a, scope, name.upper()) for a in args if a is not None)
-        if name == "round" and len(built) == 2 and not isinstance(built[1], Num):
-            raise self.fail("not_allowed", "ROUND's digits must be a plain number")
+        if name == "round" and len(built) == 2:
+            digits = built[1]
+            if not isinstance(digits, Num) or digits.value not in range(0, MAX_ROUND_DIGITS + 1):
+                raise self.fail(
+                    "invalid_round_digits", f"ROUND's digits must be a whole number from 0 to {MAX_ROUND_DIGITS}"
+                )
         return Func(name, built)
 
     def _aggregate(self, node: exp.Expression, scope: Scope) -> Expr:

@@ -18,6 +18,7 @@ from civicard.programs.inputs import Kind, Unit
 STATUSES = ("draft", "published", "retired")
 UNITS: tuple[Unit, ...] = ("money", "integer", "number", "percent", "boolean")
 _PROGRAM_ID = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 _ITEM_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_.-]{1,40}$")
 Label = dict[str, str]
 
@@ -189,10 +190,18 @@ class _Reader:
             raise self.fail("missing_field", f"'{key}' is required", key)
         return str(value).strip()
 
-    def mapping(self, key: str) -> dict[str, Any]:
+    def mapping(self, key: str, named: bool = True) -> dict[str, Any]:
+        """A section; with `named`, its keys are names rules use (a-z, 0-9, _), checked here."""
         value = self.raw.get(key) or {}
         if not isinstance(value, dict):
             raise self.fail("invalid_rule_file", f"'{key}' must be a mapping", key)
+        for name in value if named else ():
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise self.fail(
+                    "invalid_name",
+                    f"'{name}' is not a name (lower-case letters, digits and _; quote yes/no/on/off)",
+                    key,
+                )
         return value
 
     def label(self, part: str, value: Any) -> Label:

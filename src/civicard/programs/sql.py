@@ -109,6 +109,8 @@ class _Compiler:
 
     def _function(self, e: Func, table: str) -> exp.Expr:
         args = [self._compile(a, table) for a in e.args]
+        if e.name in ("coalesce", "least", "greatest") and len(args) == 1:
+            return args[0]  # SQLite refuses COALESCE(x); of one argument, each is that argument
         if e.name == "coalesce":
             return exp.Coalesce(this=args[0], expressions=args[1:])
         if e.name in ("least", "greatest"):
