@@ -41,6 +41,13 @@ def sqlite_connection() -> Iterator[sqlite3.Connection]:
     connection.close()
 
 
+@pytest.fixture
+def postgres_conninfo() -> Iterator[str]:
+    """A libpq URL into a fresh schema, for code that opens its own connection (the CLI)."""
+    for database in fresh_postgres_schema():
+        yield psycopg_conninfo(database.url)
+
+
 @pytest.fixture(scope="module")
 def postgres_connection() -> Iterator[psycopg.Connection[Any]]:
     # Autocommit: one refused statement must not abort the transaction the next example runs in.

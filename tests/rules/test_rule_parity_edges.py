@@ -187,6 +187,14 @@ def test_item_quantities_are_rounded_per_grant_and_only_positive_ones_granted(ev
 
 
 @pytest.mark.parametrize("evaluator", EVALUATORS)
+def test_two_grants_of_the_same_item_are_rounded_each_and_added(evaluator: str, connect: Any) -> None:
+    raw = rule_dict({"always": "true"})
+    raw["items"] = [{"item": "RICE-1KG", "quantity": "1.5"}, {"item": "RICE-1KG", "quantity": "member_count / 4"}]
+    pack = rulepack_from_dict(raw, "probe.yaml")
+    assert dict(_outcomes(evaluator, connect, [pack], HOUSEHOLD)["probe"].items) == {"RICE-1KG": 3}  # 2 + 1
+
+
+@pytest.mark.parametrize("evaluator", EVALUATORS)
 def test_an_ineligible_or_undecided_household_gets_no_amount_and_no_items(evaluator: str, connect: Any) -> None:
     packs = [
         rule({"known": "true", "unknown": "savings > 0"}, "100", program="undecided", items={"RICE-1KG": "2"}),
@@ -213,11 +221,7 @@ SINGLE_ARGUMENT = {"COALESCE(savings)": 0, "LEAST(household_income)": 250, "GREA
 
 @pytest.mark.parametrize(
     ("expression", "evaluator"),
-    [
-        pytest.param(text, evaluator)
-        for text in SINGLE_ARGUMENT
-        for evaluator in ("python", "duckdb", "sqlite")
-    ]
+    [pytest.param(text, evaluator) for text in SINGLE_ARGUMENT for evaluator in ("python", "duckdb", "sqlite")]
     + [pytest.param(text, "postgres", marks=pytest.mark.postgres) for text in SINGLE_ARGUMENT],
 )
 def test_coalesce_least_and_greatest_of_one_argument_are_that_argument(

@@ -93,25 +93,22 @@ def test_random_households_get_the_same_decisions_from_python_and_postgresql(
 
 
 def _probe_packs(condition_texts: list[str], number: str, d_num: str, d_flag: str) -> list[RulePack]:
-    """Two programs. One has the random `condition_texts`, and two more that show whether `number` is
-    unknown and its sign (an unknown amount is paid as 0, so the amount alone would not show it).
-    The other is always eligible, and its amount and item quantity are `number`. Both may use the
-    derived values d_num and d_flag and the parameters of PARAMETERS."""
+    """Two programs. One has the random `condition_texts`, and two more that show whether `number`
+    is unknown and its sign (an unknown amount is paid as 0, so the amount alone would not show it).
+    The other is always eligible; its amount is half of `number` (so a whole `number` that is odd
+    lands on a .5 rounding boundary) and its item quantities are `number`, whole and in 1/1024 steps
+    (exact, and finer than the amount). Both may use the derived values d_num and d_flag and the
+    parameters of PARAMETERS."""
     options: dict[str, Any] = {
         "derived": {"d_num": ("number", d_num), "d_flag": ("boolean", d_flag)},
         "parameters": PARAMETERS,
     }
     probes = {f"random_{i}": text for i, text in enumerate(condition_texts)}
     probes |= {"number_unknown": f"({number}) IS NULL", "number_positive": f"({number}) > 0"}
+    quantities = {"WHOLE": bounded(number), "FINE": bounded(f"({number}) * 1024")}
     return [
         rule(probes, "0", program="probe_condition", **options),
-        rule(
-            {"always": "true"},
-            bounded(number),
-            program="probe_number",
-            items={"PROBE": bounded(f"({number}) * 1024")},  # 1/1024 steps: exact, and finer than the amount
-            **options,
-        ),
+        rule({"always": "true"}, bounded(f"({number}) / 2"), program="probe_number", items=quantities, **options),
     ]
 
 
