@@ -41,7 +41,7 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest tests/unit -q
 
-## bench: full-size benchmarks (slow); results go to bench/RESULTS.md by hand for now
+## bench: full-size benchmarks (slow); the dedup benches write their sections of bench/RESULTS.md, the others print figures for it
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/merkle_bench.py
 	$(BIN)/python bench/log_bench.py
