@@ -249,14 +249,38 @@ def test_rules_test_refuses_two_files_with_the_same_program_and_version(tmp_path
     assert "probe 1 is defined twice" in message
 
 
-# --- accepted by the check, but no evaluator can run them (engine bugs) -----------------------
+# --- what no evaluator could run, or would name differently ----------------------------------
 
 
 def test_rules_check_refuses_a_number_too_large_for_a_double(tmp_path: Path) -> None:
-    _, message = _refusal(_check(_write(tmp_path, rule_dict({"ok": "true"}, "1e400"))))
+    # 1e400 would be infinity: Python overflowed and the SQL named a column `inf`.
+    code, message = _refusal(_check(_write(tmp_path, rule_dict({"ok": "true"}, "1e400"))))
+    assert code == "number_out_of_range"
     assert message.startswith("probe.yaml amount: ")
 
 
 def test_rules_check_refuses_rounding_to_more_digits_than_a_double_has(tmp_path: Path) -> None:
-    _, message = _refusal(_check(_write(tmp_path, rule_dict({"ok": "true"}, "ROUND(household_income, 400)"))))
+    # 10 ** 400 overflowed in both evaluators.
+    code, message = _refusal(_check(_write(tmp_path, rule_dict({"ok": "true"}, "ROUND(household_income, 400)"))))
+    assert code == "invalid_round_digits"
     assert message.startswith("probe.yaml amount: ")
+
+
+@pytest.mark.parametrize("name", [1, True, "Low_Income", "low income"], ids=["1", "yes", "capitals", "space"])
+def test_rules_check_refuses_a_condition_name_that_is_not_a_plain_name(tmp_path: Path, name: object) -> None:
+    # YAML reads `1:` as a number and `yes:` as true: the engines named such a condition '1' or 'True'.
+    raw = rule_dict({"placeholder": "true"})
+    raw["conditions"] = {name: {"label": {"es": "sí", "en": "yes"}, "expression": "member_count > 0"}}
+    code, message = _refusal(_check(_write(tmp_path, raw)))
+    assert code == "invalid_name"
+    assert message.startswith("probe.yaml conditions: ")
+
+
+@pytest.mark.parametrize("section", ["parameters", "derived"])
+def test_rules_check_refuses_a_parameter_or_derived_value_named_like_an_input(tmp_path: Path, section: str) -> None:
+    if section == "parameters":
+        raw = rule_dict({"adult": "any_member(age >= 18)"}, parameters={"age": ("integer", {"2026-01-01": 99})})
+    else:
+        raw = rule_dict({"big": "member_count > 3"}, derived={"member_count": ("integer", "10")})
+    _, message = _refusal(_check(_write(tmp_path, raw)))
+    assert "member_count" in message or "age" in message

@@ -5,7 +5,6 @@ evaluator must give exactly that value (docs/rules.md, "Expressions" and "Number
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import date
 from typing import Any
 
@@ -13,7 +12,6 @@ import pytest
 
 from civicard.programs.decisions import HouseholdFacts, decide, facts_from_test
 from civicard.programs.engines import Outcome, run_on_engine
-from civicard.programs.expressions import InvalidRule
 from civicard.programs.rulepack import RulePack, rulepack_from_dict
 from tests.rules.builders import PERIOD, rule, rule_dict
 
@@ -219,30 +217,13 @@ def test_summing_tenths_over_ten_members_gives_the_python_evaluators_sum(evaluat
 SINGLE_ARGUMENT = {"COALESCE(savings)": 0, "LEAST(household_income)": 250, "GREATEST(household_income)": 250}
 
 
-@pytest.mark.parametrize(
-    ("expression", "evaluator"),
-    [pytest.param(text, evaluator) for text in SINGLE_ARGUMENT for evaluator in ("python", "duckdb", "sqlite")]
-    + [pytest.param(text, "postgres", marks=pytest.mark.postgres) for text in SINGLE_ARGUMENT],
-)
+@pytest.mark.parametrize("evaluator", EVALUATORS)
+@pytest.mark.parametrize("expression", SINGLE_ARGUMENT)
 def test_coalesce_least_and_greatest_of_one_argument_are_that_argument(
     expression: str, evaluator: str, connect: Any
 ) -> None:
     outcome = _outcomes(evaluator, connect, [rule({"always": "true"}, expression)], HOUSEHOLD)["probe"]
     assert outcome.amount_minor == SINGLE_ARGUMENT[expression]
-
-
-@pytest.mark.parametrize("name", [1, True], ids=["1", "yes"])
-def test_a_condition_named_by_a_yaml_number_or_yes_is_refused_or_named_alike_everywhere(
-    name: object, sqlite_connection: sqlite3.Connection
-) -> None:
-    raw = rule_dict({"placeholder": "true"})
-    raw["conditions"] = {name: {"label": {"es": "sí", "en": "yes"}, "expression": "member_count > 0"}}
-    try:
-        pack = rulepack_from_dict(raw, "probe.yaml")
-    except InvalidRule:
-        return  # refusing such a name is as good as naming it alike
-    engine = run_on_engine(sqlite_connection, "sqlite", [pack], PERIOD, [HOUSEHOLD])[0]["probe"]
-    assert engine == Outcome.of(decide(pack, HOUSEHOLD, PERIOD))
 
 
 def test_the_edge_household_is_what_the_examples_assume() -> None:

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 import yaml
 
-from civicard.programs.expressions import Expr, InvalidRule, Names, parse
-from civicard.programs.inputs import Kind, Unit
+from civicard.programs.expressions import FUNCTIONS, Expr, InvalidRule, Names, parse
+from civicard.programs.inputs import Kind, Unit, rule_inputs
 
 STATUSES = ("draft", "published", "retired")
 UNITS: tuple[Unit, ...] = ("money", "integer", "number", "percent", "boolean")
@@ -195,6 +195,8 @@ class _Reader:
         value = self.raw.get(key) or {}
         if not isinstance(value, dict):
             raise self.fail("invalid_rule_file", f"'{key}' must be a mapping", key)
+        inputs = rule_inputs()
+        taken = {*inputs.household, *inputs.member, *inputs.aggregates, *FUNCTIONS}
         for name in value if named else ():
             if not isinstance(name, str) or not _NAME.match(name):
                 raise self.fail(
@@ -202,6 +204,8 @@ class _Reader:
                     f"'{name}' is not a name (lower-case letters, digits and _; quote yes/no/on/off)",
                     key,
                 )
+            if key in ("parameters", "derived") and name in taken:
+                raise self.fail("name_taken", f"'{name}' is already an input or function; give it another name", key)
         return value
 
     def label(self, part: str, value: Any) -> Label:
