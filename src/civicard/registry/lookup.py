@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import date
 
 from civicard.registry.facts import FACT_KINDS
-from civicard.registry.model import FactVersion, HouseholdRecord, PersonMatch, PersonRecord, current_versions, fold
+from civicard.registry.model import (
+    FactVersion,
+    Household,
+    HouseholdRecord,
+    PersonMatch,
+    PersonRecord,
+    current_versions,
+    fold,
+)
 from civicard.registry.ports import RegistryUnitOfWork
 from civicard.shared.errors import InvalidInput, NotFound
 from civicard.shared.ids import is_id
@@ -82,6 +90,23 @@ def get_household(uow: RegistryUnitOfWork, household_id: str, on: date | None = 
         facts=facts,
         categories=granted,
     )
+
+
+def get_household_address(uow: RegistryUnitOfWork, household_id: str) -> Household:
+    """Only the household's address (no members, no facts): what enrolling someone into it
+    needs. The read is logged for the household; the caller commits."""
+    household = uow.households.get(household_id) if is_id(household_id) else None
+    if household is None:
+        raise NotFound("unknown_household", f"No household with id '{household_id}'.")
+    disclose(
+        uow.access_log,
+        uow.context,
+        [Subject.household(household_id)],
+        ["household"],
+        "household.address",
+        uow.clock.now(),
+    )
+    return household
 
 
 def list_households(

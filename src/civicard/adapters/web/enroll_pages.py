@@ -101,10 +101,9 @@ async def enroll_check(request: Request, app: App) -> Response:
     try:
         if not csrf_matches(session.csrf_token, token):
             raise Forbidden("csrf_failed", "The form has expired; reload the page and try again.")
-        with app.uow(staff_context(session, "enrollment")) as uow:
-            household = lookup.get_household(uow, household_id).household
         if _complete_enough(form):
             with app.uow(staff_context(session, "enrollment")) as uow:
+                household = lookup.get_household_address(uow, household_id)
                 screening = enrollment.check_duplicates(uow, form.command(household), app.matcher)
     except DomainError as exc:
         error = exc
@@ -123,12 +122,12 @@ async def enroll_submit(request: Request, app: App, household_id: str) -> Respon
         if not csrf_matches(session.csrf_token, token):
             raise Forbidden("csrf_failed", "The form has expired; reload the page and try again.")
         with app.uow(staff_context(session, "enrollment")) as uow:
-            household = lookup.get_household(uow, household_id).household
-        command = form.command(household)
-        with app.uow(staff_context(session, "enrollment")) as uow:
-            enrollment.enroll_person(uow, command, app.matcher)
+            household = lookup.get_household_address(uow, household_id)
+            enrollment.enroll_person(uow, form.command(household), app.matcher)
     except enrollment.PossibleDuplicates as exc:
+        # The refused enrollment rolled back, its reads with it: read and log what is shown again.
         with app.uow(staff_context(session, "enrollment")) as uow:
+            household = lookup.get_household_address(uow, household_id)
             screening = enrollment.check_duplicates(uow, form.command(household), app.matcher)
         page["screening"] = screening
         return render_error(request, "enroll.html", exc, household=household, **page)
