@@ -71,6 +71,8 @@ class Container:
         return Matcher(saved_model(), duckdb.connect())
 
     def close(self) -> None:
+        if "matcher" in self.__dict__:  # built on first use (cached_property)
+            self.matcher.close()
         self.engine.dispose()
 
 

@@ -48,22 +48,26 @@ class BatchResult:
     clusters_table: str = "dedup_clusters"
 
 
-def second_stage_sql(predictions: str) -> str:
+def second_stage_sql(predictions: str, enabled: bool = True) -> str:
     """Cap pairs that are two members of one household: the same registry household, or the same
-    address (with or without the same phone) — and given names that plainly differ. Twins and
-    siblings share everything else a duplicate shares; a re-enrollment with a typo, nickname or
-    initial keeps a given-name level above 'differ', so it is not capped."""
+    address (with or without the same phone) — and given names or birth dates that plainly differ,
+    unless they share a document. Twins and siblings share everything else a duplicate shares; a
+    re-enrollment with a typo, nickname or initial keeps a given-name level above 'differ', so it
+    is not capped. `enabled=False` scores without the stage (the benchmark's ablation)."""
     levels = ", ".join(str(g) for g in SAME_HOME_LEVELS)
     differ = ", ".join(str(g) for g in GIVEN_NAMES_DIFFER)
-    same_home = (
-        f"(household_id_l = household_id_r OR gamma_household IN ({levels})) AND gamma_national_id <> {DOCUMENT_AGREES}"
+    member = (
+        f"coalesce((household_id_l = household_id_r OR gamma_household IN ({levels})) "
+        f"AND gamma_national_id <> {DOCUMENT_AGREES} AND (gamma_first_name IN ({differ}) OR gamma_dob = 0), false)"
+        if enabled
+        else "false"
     )
     return f"""
 SELECT unique_id_l, unique_id_r,
   match_probability AS model_probability,
-  CASE WHEN {same_home} AND (gamma_first_name IN ({differ}) OR gamma_dob = 0)
-       THEN least(match_probability, {HOUSEHOLD_MEMBER_CAP}) ELSE match_probability END AS match_probability,
-  coalesce({same_home} AND (gamma_first_name IN ({differ}) OR gamma_dob = 0), false) AS household_member,
+  CASE WHEN {member} THEN least(match_probability, {HOUSEHOLD_MEMBER_CAP}) ELSE match_probability END
+    AS match_probability,
+  {member} AS household_member,
   gamma_first_name, gamma_surname, gamma_dob, gamma_sex, gamma_national_id, gamma_household
 FROM {predictions}
 """
@@ -112,7 +116,7 @@ def run_batch(
     floor = min(review_band, HOUSEHOLD_MEMBER_CAP) if second_stage else review_band
     predictions = linker.inference.predict_within(features, threshold_match_probability=floor, warning_mode="never")
     step("separating household members")
-    scored = second_stage_sql(predictions.physical_name) if second_stage else _plain_sql(predictions.physical_name)
+    scored = second_stage_sql(predictions.physical_name, enabled=second_stage)
     con.execute(f"CREATE OR REPLACE TABLE dedup_scored AS {scored}")
     predictions.drop_table_from_database_and_remove_from_cache()
     con.execute(
@@ -147,12 +151,3 @@ def run_batch(
         review_band=review_band,
         model=trained,
     )
-
-
-def _plain_sql(predictions: str) -> str:
-    return f"""
-SELECT unique_id_l, unique_id_r, match_probability AS model_probability, match_probability,
-  false AS household_member,
-  gamma_first_name, gamma_surname, gamma_dob, gamma_sex, gamma_national_id, gamma_household
-FROM {predictions}
-"""

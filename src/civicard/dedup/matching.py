@@ -73,6 +73,10 @@ class Matcher:
         finally:
             cur.close()
 
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
     def warm_up(self) -> None:
         """Score one made-up pair so Splink compiles and caches the model's SQL now."""
         probe = {"record_id": "warm-up", "first_name": "ana", "surname": "diaz", "date_of_birth": "2000-01-01"}

@@ -19,7 +19,6 @@ import splink.comparison_library as cl
 from splink import Linker, SettingsCreator, block_on
 from splink.internals.blocking_rule_creator import BlockingRuleCreator
 from splink.internals.comparison_creator import ComparisonCreator
-from splink.internals.splink_dataframe import SplinkDataFrame
 
 OPERATING_THRESHOLD = 0.98
 """Pairs at or above this probability are the same person (clusters, bulk runs). Chosen on the
@@ -241,13 +240,3 @@ def saved_model() -> dict[str, Any]:
 
 def saved_model_path() -> Path:
     return Path(str(resources.files("civicard.dedup").joinpath(_MODEL_FILE)))
-
-
-def model_json(linker: Linker) -> dict[str, Any]:
-    """The linker's trained settings as the JSON `saved_model` returns."""
-    settings: dict[str, Any] = linker.misc.save_model_to_json()
-    return settings
-
-
-def predictions_table(df: SplinkDataFrame) -> str:
-    return df.physical_name

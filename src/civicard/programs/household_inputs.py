@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
-from typing import Any
 
 from civicard.programs.decisions import HouseholdFacts
 from civicard.programs.evaluate import Value
@@ -82,8 +81,3 @@ def _amounts(facts: Iterable[FactVersion]) -> list[float]:
 
 def _properties(facts: list[FactVersion], kind: str) -> list[FactVersion]:
     return [f for f in facts if f.kind == "properties" and f.key.get("kind") == kind]
-
-
-def describe(facts: HouseholdFacts) -> dict[str, Any]:
-    """The inputs as plain data (for an explanation's 'facts used')."""
-    return {"household": dict(facts.household), "members": [dict(m) for m in facts.members]}

@@ -35,7 +35,6 @@ from civicard.programs.expressions import (
     Ref,
     kind_of,
 )
-from civicard.programs.inputs import rule_inputs
 from civicard.programs.rulepack import RulePack
 
 ENGINES = ("duckdb", "sqlite", "postgres", "spark")
@@ -250,7 +249,3 @@ def decisions_query(packs: Sequence[RulePack], period: date, engine: str) -> tup
 
 def _only_if(condition: exp.Expr, value: exp.Expr) -> exp.Expr:
     return exp.Case(ifs=[exp.If(this=condition, true=value)], default=exp.Literal.number(0))
-
-
-def member_input_names() -> list[str]:
-    return list(rule_inputs().member)

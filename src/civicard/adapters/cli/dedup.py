@@ -35,8 +35,9 @@ class InputError(Exception):
 
 
 def _fail(reason: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {reason}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+    from civicard.adapters.cli.main import fail  # main imports this module
+
+    return fail(reason)
 
 
 def connect(memory_limit: str, temp_dir: Path | None) -> duckdb.DuckDBPyConnection:

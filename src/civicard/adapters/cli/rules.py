@@ -23,8 +23,9 @@ DEFAULT_DIR = Path("rulepacks")
 
 
 def _fail(reason: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {reason}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+    from civicard.adapters.cli.main import fail  # main imports this module
+
+    return fail(reason)
 
 
 @rules_app.command("check")
