@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from civicard.adapters.db.engine import make_engine
 from civicard.adapters.db.migrate import current_revision, downgrade, head_revision, upgrade
-from civicard.adapters.db.schema_audit import schema_violations
+from civicard.adapters.db.schema_audit import partitions, schema_violations
 from civicard.adapters.db.tables import metadata
 
 from ..conftest import Database
@@ -26,8 +26,12 @@ def test_migrated_schema_has_exactly_the_allow_listed_tables_and_columns(db: Dat
 def test_migrations_produce_exactly_the_table_metadata(db: Database) -> None:
     engine = make_engine(db.url, guarded=False)
     try:
+        children = partitions(engine, db.schema)  # a period's partition is part of its parent table
         with engine.connect() as conn:
-            diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+            context = MigrationContext.configure(
+                conn, opts={"include_name": lambda name, kind, _parent: not (kind == "table" and name in children)}
+            )
+            diffs = compare_metadata(context, metadata)
     finally:
         engine.dispose()
     assert diffs == []

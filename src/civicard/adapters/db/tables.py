@@ -298,6 +298,10 @@ PERSONAL_TABLES: tuple[str, ...] = (
     "duplicate_candidates",
     "person_merges",
     "person_match_keys",
+    "decision_inputs",
+    "decisions",
+    "entitlements",
+    "appeals",
 )
 
 # Cards (identity/cards.py). A card row links a random handle and a status-list slot to a person;
@@ -401,4 +405,158 @@ name_frequencies = Table(
     Column("column_name", String(40), primary_key=True),
     Column("value", String(300), primary_key=True),
     Column("frequency", Float, nullable=False),
+)
+
+
+# Programs (programs/): the item catalogue, the register of rule versions, benefit periods,
+# cycle runs, and per period the households' rule inputs, decisions and entitlements. On
+# PostgreSQL the per-period tables are partitioned by period (migration 0006).
+PERIOD = String(7)
+_BY_PERIOD = {"postgresql_partition_by": "LIST (period)"}
+
+items = Table(
+    "items",
+    metadata,
+    Column("code", CODE, primary_key=True),
+    Column("name_es", String(200), nullable=False),
+    Column("name_en", String(200), nullable=False),
+    Column("unit", CODE, nullable=False),
+    Column("kind", CODE, nullable=False),
+    Column("atc_code", String(10), nullable=True),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+program_versions = Table(
+    "program_versions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("program", CODE, nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("title_es", String(300), nullable=False),
+    Column("title_en", String(300), nullable=False),
+    Column("legal_basis", Text, nullable=False),
+    Column("effective_from", Date, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("tests_passed", Integer, nullable=False),
+    Column("impact", Text, nullable=False),
+    Column("proposed_by", String(120), nullable=False),
+    Column("proposed_at", Timestamp, nullable=False),
+    Column("proposal_note", Text, nullable=False),
+    Column("decided_by", String(120), nullable=True),
+    Column("decided_at", Timestamp, nullable=True),
+    Column("decision_note", Text, nullable=True),
+    Column("retired_by", String(120), nullable=True),
+    Column("retired_at", Timestamp, nullable=True),
+    UniqueConstraint("program", "version", name="uq_program_versions_program_version"),
+    UniqueConstraint("sha256", name="uq_program_versions_sha256"),
+)
+
+benefit_periods = Table(
+    "benefit_periods",
+    metadata,
+    Column("period", PERIOD, primary_key=True),
+    Column("status", String(10), nullable=False),
+    Column("opened_at", Timestamp, nullable=False),
+    Column("closed_at", Timestamp, nullable=True),
+)
+
+cycle_runs = Table(
+    "cycle_runs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("period", PERIOD, ForeignKey("benefit_periods.period"), nullable=False, index=True),
+    Column("programs", Text, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("started_by", String(120), nullable=False),
+    Column("started_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp, nullable=True),
+    Column("households", Integer, nullable=False),
+    Column("decisions_new", Integer, nullable=False),
+    Column("decisions_changed", Integer, nullable=False),
+    Column("entitlements_new", Integer, nullable=False),
+    Column("output_path", Text, nullable=False),
+    Column("error", Text, nullable=True),
+)
+
+decision_inputs = Table(
+    "decision_inputs",
+    metadata,
+    Column("period", PERIOD, nullable=False),
+    Column("household_id", ID, nullable=False),
+    Column("inputs_sha256", String(64), nullable=False),
+    Column("region", CODE, nullable=False),
+    Column("inputs", Text, nullable=False),
+    PrimaryKeyConstraint("period", "household_id", "inputs_sha256", name="pk_decision_inputs"),
+    **_BY_PERIOD,
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("period", PERIOD, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("household_id", ID, nullable=False),
+    Column("program", CODE, nullable=False),
+    Column("program_version_id", ID, nullable=False),
+    Column("rules_sha256", String(64), nullable=False),
+    Column("inputs_sha256", String(64), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("conditions", Text, nullable=False),
+    Column("items", Text, nullable=False),
+    Column("origin", String(12), nullable=False),
+    Column("cycle_run_id", ID, nullable=True),
+    Column("decided_at", Timestamp, nullable=False),
+    Column("superseded_at", Timestamp, nullable=True),
+    Column("superseded_by", ID, nullable=True),
+    PrimaryKeyConstraint("period", "id", name="pk_decisions"),
+    Index(
+        "uq_decisions_current",
+        "period",
+        "household_id",
+        "program",
+        unique=True,
+        sqlite_where=text("superseded_at IS NULL"),
+        postgresql_where=text("superseded_at IS NULL"),
+    ),
+    Index("ix_decisions_household_id", "household_id"),
+    **_BY_PERIOD,
+)
+
+entitlements = Table(
+    "entitlements",
+    metadata,
+    Column("period", PERIOD, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("household_id", ID, nullable=False),
+    Column("program", CODE, nullable=False),
+    Column("item_code", CODE, nullable=False),
+    Column("granted", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    Column("decision_id", ID, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    PrimaryKeyConstraint("period", "id", name="pk_entitlements"),
+    UniqueConstraint("period", "household_id", "program", "item_code", name="uq_entitlements_slot"),
+    **_BY_PERIOD,
+)
+
+appeals = Table(
+    "appeals",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("period", PERIOD, nullable=False),
+    Column("decision_id", ID, nullable=False, index=True),
+    Column("household_id", ID, nullable=False, index=True),
+    Column("program", CODE, nullable=False),
+    Column("person_id", ID, ForeignKey("persons.id"), nullable=False, index=True),
+    Column("reason", Text, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("filed_at", Timestamp, nullable=False),
+    Column("decided_by", String(120), nullable=True),
+    Column("decided_at", Timestamp, nullable=True),
+    Column("outcome_note", Text, nullable=True),
+    Column("new_decision_id", ID, nullable=True),
 )
