@@ -136,6 +136,13 @@ def test_comments_and_layout_do_not_change_a_rule_files_sha256(path: Path, tmp_p
     assert load_rulepack(copy).sha256 == load_rulepack(path).sha256
 
 
+@pytest.mark.parametrize("path", FILES[:1], ids=_file_id)
+def test_status_is_not_content_but_any_other_edit_changes_the_sha256(path: Path) -> None:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert canonical_hash({**raw, "status": "retired"}) == canonical_hash(raw)
+    assert canonical_hash({**raw, "legal_basis": raw["legal_basis"] + "."}) != canonical_hash(raw)
+
+
 def test_every_rule_file_has_its_own_sha256() -> None:
     assert len({p.sha256 for p in PACKS}) == len(PACKS)
 

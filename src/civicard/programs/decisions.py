@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-from civicard.programs.evaluate import Env, Value, evaluate, kleene_and, round_half_away
+from civicard.programs.evaluate import Compiled, Env, Value, compile_expression
 from civicard.programs.expressions import Compare, Expr, Ref
 from civicard.programs.inputs import rule_inputs
 from civicard.programs.rulepack import RulePack
@@ -105,56 +107,132 @@ def facts_from_test(household: Mapping[str, Any], members: Sequence[Mapping[str,
 
 
 def decide(pack: RulePack, facts: HouseholdFacts, period: date) -> Decision:
-    env = Env(facts.household, facts.members, pack.parameters_on(period))
-    for derived in pack.derived:
-        env.derived[derived.name] = evaluate(derived.expression, env)
+    plan = _plan(pack, period)
+    env = Env(facts.household, facts.members, plan.parameters)
+    for name, derived in plan.derived:
+        env.derived[name] = derived(env, None)
     results = []
-    for c in pack.conditions:
-        met = _as_bool(evaluate(c.expression, env))
-        details = {lang: _detail(c.expression, env, pack, met, lang) for lang in ("es", "en")}
-        results.append(ConditionResult(c.name, c.label, met, details))
-    verdict = kleene_and([r.met for r in results])
+    verdict: bool | None = True
+    for c in plan.conditions:
+        value = c.expression(env, None)
+        met = None if value is None else bool(value)
+        results.append(ConditionResult(c.name, c.label, met, c.details(env, value, met)))
+        if met is False:
+            verdict = False
+        elif met is None and verdict is True:
+            verdict = None
     status: Status = "eligible" if verdict is True else "not_eligible" if verdict is False else "unknown"
-    amount, items = 0, dict[str, int]()
+    amount = 0
+    items: dict[str, int] = {}
     if status == "eligible":
-        amount = _whole(evaluate(pack.amount.expression, env))
-        for grant in pack.items:
-            quantity = _whole(evaluate(grant.quantity, env))
+        amount = _whole(plan.amount(env, None))
+        for item, quantity_of in plan.items:
+            quantity = _whole(quantity_of(env, None))
             if quantity > 0:
-                items[grant.item] = items.get(grant.item, 0) + quantity
+                items[item] = items.get(item, 0) + quantity
     return Decision(pack.program, pack.version, pack.sha256, period, status, amount, items, tuple(results))
+
+
+# --- compiled once per pack and period ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Condition:
+    name: str
+    label: Mapping[str, str]
+    expression: Compiled
+    details: Callable[[Env, Value, bool | None], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    parameters: dict[str, float]
+    derived: tuple[tuple[str, Compiled], ...]
+    conditions: tuple[_Condition, ...]
+    amount: Compiled
+    items: tuple[tuple[str, Compiled], ...]
+
+
+_PLANS: dict[tuple[int, date], tuple[RulePack, _Plan]] = {}
+_MOST_PLANS = 256
+
+
+def _plan(pack: RulePack, period: date) -> _Plan:
+    """The pack's expressions as closures, with its parameters on `period`; kept for the next household
+    (by identity: a RulePack is immutable but not hashable)."""
+    key = (id(pack), period)
+    found = _PLANS.get(key)
+    if found is not None and found[0] is pack:
+        return found[1]
+    plan = _Plan(
+        pack.parameters_on(period),
+        tuple((d.name, compile_expression(d.expression)) for d in pack.derived),
+        tuple(
+            _Condition(c.name, c.label, compile_expression(c.expression), _details(c.expression, pack))
+            for c in pack.conditions
+        ),
+        compile_expression(pack.amount.expression),
+        tuple((grant.item, compile_expression(grant.quantity)) for grant in pack.items),
+    )
+    if len(_PLANS) >= _MOST_PLANS:
+        _PLANS.clear()
+    _PLANS[key] = (pack, plan)
+    return plan
 
 
 def _whole(value: Value) -> int:
     """Money and quantities: half away from zero to whole units; unknown counts as 0."""
-    rounded = round_half_away(None if value is None else float(value))
-    return 0 if rounded is None else int(rounded)
+    if value is None:
+        return 0
+    x = float(value)
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))  # round_half_away(x), inlined: called per item
 
-
-def _as_bool(value: Value) -> bool | None:
-    return None if value is None else bool(value)
 
 
 _NEGATED = {"<=": ">", "<": ">=", ">=": "<", ">": "<=", "=": "≠", "<>": "="}
 _SHOWN = {"=": "=", "<>": "≠"}
 
 
-def _detail(e: Expr, env: Env, pack: RulePack, met: bool | None, lang: str) -> str:
-    """The comparison as it came out: "income per person 410.00 > limit 350.00" when not met."""
-    if isinstance(e, Compare):
-        op = _NEGATED[e.op] if met is False else _SHOWN.get(e.op, e.op)
-        # A literal or a formula is shown in the unit of the named side it is compared with.
-        units = [_unit(side, pack) for side in (e.left, e.right) if isinstance(side, Ref)]
-        unit = units[0] if units else "number"
-        return f"{_operand(e.left, env, pack, lang, unit)} {op} {_operand(e.right, env, pack, lang, unit)}"
-    return _show(evaluate(e, env), "boolean", lang)
+def _details(e: Expr, pack: RulePack) -> Callable[[Env, Value, bool | None], dict[str, str]]:
+    """Per language, the comparison as it came out: "income per person 410.00 > limit 350.00" when not met."""
+    if not isinstance(e, Compare):
+        return lambda _env, value, _met: {lang: _show(value, "boolean", lang) for lang in _LANGUAGES}
+    # A literal or a formula is shown in the unit of the named side it is compared with.
+    units = [_unit(side, pack) for side in (e.left, e.right) if isinstance(side, Ref)]
+    unit = units[0] if units else "number"
+    sides = [_side(side, pack, unit) for side in (e.left, e.right)]
+    left, right = (compile_expression(side) for side in (e.left, e.right))
+    shown, negated = _SHOWN.get(e.op, e.op), _NEGATED[e.op]
+
+    (left_names, left_unit), (right_names, right_unit) = sides
+
+    def details(env: Env, _value: Value, met: bool | None) -> dict[str, str]:
+        op = negated if met is False else shown
+        a, b = left(env, None), right(env, None)
+        # A number reads the same in every language: format it once.
+        a_text = _show(a, left_unit, "en") if _is_number(a) else None
+        b_text = _show(b, right_unit, "en") if _is_number(b) else None
+        return {
+            lang: f"{left_names[lang]}{a_text or _show(a, left_unit, lang)} {op} "
+            f"{right_names[lang]}{b_text or _show(b, right_unit, lang)}"
+            for lang in _LANGUAGES
+        }
+
+    return details
 
 
-def _operand(e: Expr, env: Env, pack: RulePack, lang: str, unit: str) -> str:
-    value = evaluate(e, env)
+_LANGUAGES = ("es", "en")
+
+
+def _is_number(value: Value) -> bool:
+    return value is not None and not isinstance(value, bool)
+
+
+def _side(e: Expr, pack: RulePack, unit: str) -> tuple[dict[str, str], str]:
+    """How one side of a comparison is shown: its name (with a space) per language, and its unit."""
     if isinstance(e, Ref):
-        return f"{_name(e, pack, lang)} {_show(value, _unit(e, pack), lang)}"
-    return _show(value, unit, lang)
+        return {lang: f"{_name(e, pack, lang)} " for lang in _LANGUAGES}, _unit(e, pack)
+    return dict.fromkeys(_LANGUAGES, ""), unit
 
 
 def _name(e: Ref, pack: RulePack, lang: str) -> str:

@@ -3,12 +3,17 @@
 Three-valued logic as in SQL (a condition on a missing fact is unknown, and unknown is never
 eligible); every number is an IEEE double, as in the compiled SQL, so both evaluators give the
 same cents.
+
+An expression is turned into nested Python closures once (`compile_expression`) and the closures
+are then called per household: walking the tree with a `match` per node on every call cost about
+a third of a millisecond for the five demo programs, the closures a fraction of that.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from civicard.programs.expressions import (
@@ -31,6 +36,7 @@ from civicard.programs.expressions import (
 )
 
 Value = float | bool | None
+Member = Mapping[str, Value] | None
 
 
 @dataclass
@@ -44,47 +50,49 @@ class Env:
     member: Mapping[str, Value] | None = None  # the member an aggregate is looking at
 
 
+Compiled = Callable[[Env, Member], Value]
+"""An expression ready to run: called with the household's Env and the member an aggregate is at."""
+
+
 def evaluate(e: Expr, env: Env) -> Value:
+    return compile_expression(e)(env, env.member)
+
+
+def compile_expression(e: Expr) -> Compiled:
+    """`e` as a closure with exactly evaluate's meaning; compile once, call per household."""
     match e:
-        case Num(value=v):
-            return v
-        case Bool(value=v):
-            return v
+        case Num(value=v) | Bool(value=v):
+            return lambda _env, _m: v
         case Null():
-            return None
+            return lambda _env, _m: None
         case Ref():
-            return _ref(e, env)
+            return _compile_ref(e)
         case Neg(operand=x):
-            value = _num(evaluate(x, env))
-            return None if value is None else -value
+            operand = compile_expression(x)
+            return lambda env, m: None if (v := operand(env, m)) is None else -float(v)
         case Arith():
-            return _arith(e.op, _num(evaluate(e.left, env)), _num(evaluate(e.right, env)))
+            return _compile_arith(e)
         case Compare():
-            return _compare(e.op, evaluate(e.left, env), evaluate(e.right, env))
-        case Logic(op="and"):
-            return kleene_and([_bool(evaluate(e.left, env)), _bool(evaluate(e.right, env))])
-        case Logic(op="or"):
-            return kleene_or([_bool(evaluate(e.left, env)), _bool(evaluate(e.right, env))])
+            return _compile_compare(e)
+        case Logic():
+            return _compile_logic(e)
         case Not(operand=x):
-            value = _bool(evaluate(x, env))
-            return None if value is None else not value
+            operand = compile_expression(x)
+            return lambda env, m: None if (v := operand(env, m)) is None else not v
         case IsNull(operand=x):
-            return evaluate(x, env) is None
+            operand = compile_expression(x)
+            return lambda env, m: operand(env, m) is None
         case Between():
-            value, low, high = (_num(evaluate(v, env)) for v in (e.operand, e.low, e.high))
-            return kleene_and([_compare(">=", value, low), _compare("<=", value, high)])
-        case InList():
-            member = _num(evaluate(e.operand, env))
-            return None if member is None else member in e.values
+            return _compile_between(e)
+        case InList(values=values):
+            operand = compile_expression(e.operand)
+            return lambda env, m: None if (v := operand(env, m)) is None else float(v) in values
         case Case():
-            for condition, then in e.whens:
-                if _bool(evaluate(condition, env)) is True:
-                    return evaluate(then, env)
-            return evaluate(e.default, env)
+            return _compile_case(e)
         case Func():
-            return _function(e.name, [_num(evaluate(a, env)) for a in e.args])
+            return _compile_function(e)
         case Agg():
-            return _aggregate(e, env)
+            return _compile_aggregate(e)
     raise TypeError(e)
 
 
@@ -108,42 +116,76 @@ def round_half_away(x: float | None, digits: int = 0) -> float | None:
     return math.copysign(math.floor(abs(x) * scale + 0.5), x) / scale
 
 
-def _ref(e: Ref, env: Env) -> Value:
+def _compile_ref(e: Ref) -> Compiled:
+    name = e.name
     if e.source == "parameter":
-        return env.parameters[e.name]
+        return lambda env, _m: env.parameters[name]
     if e.source == "derived":
-        return env.derived[e.name]
+        return lambda env, _m: env.derived[name]
+    boolean = e.kind == "boolean"
     if e.source == "member":
-        if env.member is None:
-            raise RuntimeError(f"member input {e.name} outside an aggregate")
-        return _typed(env.member.get(e.name), e.kind == "boolean")
-    return _typed(env.household.get(e.name), e.kind == "boolean")
+
+        def member_input(_env: Env, m: Member) -> Value:
+            if m is None:
+                raise RuntimeError(f"member input {name} outside an aggregate")
+            v = m.get(name)
+            return None if v is None else bool(v) if boolean else float(v)
+
+        return member_input
+    if boolean:
+        return lambda env, _m: None if (v := env.household.get(name)) is None else bool(v)
+    return lambda env, _m: None if (v := env.household.get(name)) is None else float(v)
 
 
-def _typed(value: Value, boolean: bool) -> Value:
-    if value is None:
-        return None
-    return bool(value) if boolean else float(value)
+def _compile_arith(e: Arith) -> Compiled:
+    left, right, op = compile_expression(e.left), compile_expression(e.right), e.op
+
+    def arith(env: Env, m: Member) -> Value:
+        a, b = left(env, m), right(env, m)
+        if a is None or b is None:
+            return None
+        a, b = float(a), float(b)
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        return None if b == 0 else a / b  # division by zero is NULL in every engine
+
+    return arith
 
 
-def _num(value: Value) -> float | None:
-    return None if value is None else float(value)
+def _compile_compare(e: Compare) -> Compiled:
+    op, left, right = e.op, compile_expression(e.left), compile_expression(e.right)
+    if op in ("=", "<>"):
+        return lambda env, m: _compare(op, left(env, m), right(env, m))
+    test = _ORDER[op]
+    if isinstance(e.left, Ref) and e.left.source == "member" and isinstance(e.right, Num):
+        # `age < 18` inside a member aggregate: the commonest comparison, in one closure.
+        name, limit = e.left.name, e.right.value
+
+        def member_compare(_env: Env, m: Member) -> Value:
+            if m is None:
+                raise RuntimeError(f"member input {name} outside an aggregate")
+            v = m.get(name)
+            return None if v is None else test(float(v), limit)
+
+        return member_compare
+
+    def compare(env: Env, m: Member) -> Value:
+        a, b = left(env, m), right(env, m)
+        return None if a is None or b is None else test(float(a), float(b))
+
+    return compare
 
 
-def _bool(value: Value) -> bool | None:
-    return None if value is None else bool(value)
-
-
-def _arith(op: str, left: float | None, right: float | None) -> float | None:
-    if left is None or right is None:
-        return None
-    if op == "+":
-        return left + right
-    if op == "-":
-        return left - right
-    if op == "*":
-        return left * right
-    return None if right == 0 else left / right  # division by zero is NULL in every engine
+_ORDER: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 
 
 def _compare(op: str, left: Value, right: Value) -> bool | None:
@@ -154,7 +196,69 @@ def _compare(op: str, left: Value, right: Value) -> bool | None:
     if op == "<>":
         return left != right
     a, b = float(left), float(right)
-    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+    if op == "<":
+        return a < b
+    if op == "<=":
+        return a <= b
+    if op == ">":
+        return a > b
+    return a >= b
+
+
+def _compile_logic(e: Logic) -> Compiled:
+    left, right = compile_expression(e.left), compile_expression(e.right)
+    decisive = e.op == "or"  # the value that settles it: True for OR, False for AND
+
+    def logic(env: Env, m: Member) -> Value:
+        a = left(env, m)
+        a = None if a is None else bool(a)
+        if a is decisive:
+            return decisive
+        b = right(env, m)
+        b = None if b is None else bool(b)
+        if b is decisive:
+            return decisive
+        return None if a is None or b is None else not decisive
+
+    return logic
+
+
+def _compile_between(e: Between) -> Compiled:
+    operand, low, high = (compile_expression(x) for x in (e.operand, e.low, e.high))
+
+    def between(env: Env, m: Member) -> Value:
+        v, lo, hi = operand(env, m), low(env, m), high(env, m)
+        at_least = None if v is None or lo is None else float(v) >= float(lo)
+        at_most = None if v is None or hi is None else float(v) <= float(hi)
+        if at_least is False or at_most is False:
+            return False
+        return None if at_least is None or at_most is None else True
+
+    return between
+
+
+def _compile_case(e: Case) -> Compiled:
+    whens = tuple((compile_expression(c), compile_expression(t)) for c, t in e.whens)
+    default = compile_expression(e.default)
+
+    def case(env: Env, m: Member) -> Value:
+        for condition, then in whens:
+            if condition(env, m):  # only True is taken: None and False fall through
+                return then(env, m)
+        return default(env, m)
+
+    return case
+
+
+def _compile_function(e: Func) -> Compiled:
+    args = tuple(compile_expression(a) for a in e.args)
+    name = e.name
+
+    def function(env: Env, m: Member) -> Value:
+        values = [None if (v := a(env, m)) is None else float(v) for a in args]
+        return _function(name, values)
+
+    return function
 
 
 def _function(name: str, args: list[float | None]) -> float | None:
@@ -178,17 +282,40 @@ def _function(name: str, args: list[float | None]) -> float | None:
     return None if digits is None else round_half_away(x, int(digits))
 
 
-def _aggregate(e: Agg, env: Env) -> Value:
-    values = [evaluate(e.arg, Env(env.household, env.members, env.parameters, env.derived, m)) for m in env.members]
-    if e.name == "count_members":
-        return float(sum(1 for v in values if v is True))
-    if e.name == "any_member":
-        return any(v is True for v in values)
-    if e.name == "all_members":
-        return all(v is True for v in values)
-    numbers = [float(v) for v in values if v is not None]
-    if e.name == "sum_members":
-        return float(sum(numbers))
-    if e.name == "max_members":
-        return max(numbers) if numbers else None
-    return min(numbers) if numbers else None
+def _compile_aggregate(e: Agg) -> Compiled:
+    arg, name = compile_expression(e.arg), e.name
+    if name == "count_members" and isinstance(e.arg, Ref) and e.arg.source == "member":
+        flag = e.arg.name  # count_members(chronic_e11): a yes/no input is met when it is true
+
+        def count_flag(env: Env, _m: Member) -> Value:
+            n = 0
+            for member in env.members:
+                if member.get(flag):
+                    n += 1
+            return float(n)
+
+        return count_flag
+    if name == "count_members":
+
+        def count(env: Env, _m: Member) -> Value:
+            n = 0
+            for member in env.members:
+                if arg(env, member) is True:
+                    n += 1
+            return float(n)
+
+        return count
+    if name == "any_member":
+        return lambda env, _m: any(arg(env, member) is True for member in env.members)
+    if name == "all_members":
+        return lambda env, _m: all(arg(env, member) is True for member in env.members)
+
+    def numeric(env: Env, _m: Member) -> Value:
+        numbers = [float(v) for member in env.members if (v := arg(env, member)) is not None]
+        if name == "sum_members":
+            return float(sum(numbers))
+        if name == "max_members":
+            return max(numbers) if numbers else None
+        return min(numbers) if numbers else None
+
+    return numeric

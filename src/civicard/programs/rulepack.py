@@ -94,8 +94,11 @@ class RulePack:
 
 
 def canonical_hash(raw: dict[str, Any]) -> str:
-    """SHA-256 of the parsed file as JSON with sorted keys and no spaces (dates as ISO text)."""
-    text = json.dumps(_plain(raw), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """SHA-256 of the parsed file as JSON with sorted keys and no spaces (dates as ISO text),
+    leaving out `status`: a version's life (draft → published → retired) is not its content, and
+    the register of published versions, not the file, says where it is in that life."""
+    content = {k: v for k, v in raw.items() if k != "status"}
+    text = json.dumps(_plain(content), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
