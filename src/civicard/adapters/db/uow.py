@@ -8,6 +8,7 @@ from sqlalchemy import Connection, Engine
 
 from civicard.adapters.db.guard import ACCESS_KEY
 from civicard.adapters.db.match_index import SqlMatchIndex
+from civicard.adapters.db.register_store import SqlProgramRegister
 from civicard.adapters.db.repositories import SqlAccessLog, SqlFacts, SqlHouseholds, SqlMemberships, SqlPersons
 from civicard.shared.clock import Clock
 from civicard.transparency.access import AccessContext, purpose_policy
@@ -38,6 +39,7 @@ class SqlUnitOfWork:
         self.facts = SqlFacts(conn)
         self.access_log = SqlAccessLog(conn)
         self.match_index = SqlMatchIndex(conn)
+        self.register = SqlProgramRegister(conn)
         # Imported here: dedup_store builds on the card unit of work, which builds on this one.
         from civicard.adapters.db.dedup_store import SqlDuplicates
 
