@@ -67,7 +67,7 @@ class RuleInputs:
 
     @property
     def count(self) -> int:
-        return self.households.num_rows
+        return int(self.households.num_rows)
 
 
 def project(con: duckdb.DuckDBPyConnection, period_start: date) -> RuleInputs:
@@ -106,7 +106,9 @@ def _quoted(values: tuple[str, ...]) -> str:
 def _members_sql() -> str:
     inputs = rule_inputs()
     chronic = [name for name in inputs.member if name.startswith("chronic_") and name != "chronic_illness"]
-    flags = "".join(f", bool_or(kind = 'chronic' AND 'chronic_' || lower(code) = '{name}') AS {name}" for name in chronic)
+    flags = "".join(
+        f", bool_or(kind = 'chronic' AND 'chronic_' || lower(code) = '{name}') AS {name}" for name in chronic
+    )
     day = "$day::DATE"
     return f"""
         WITH ages AS (
@@ -146,7 +148,7 @@ def _members_sql() -> str:
 
 
 def _households_sql() -> str:
-    return f"""
+    return """
         WITH mem AS (
             SELECT household_id, count(*) AS n, sum(income) AS income FROM member_inputs GROUP BY household_id
         ),

@@ -412,7 +412,7 @@ name_frequencies = Table(
 # cycle runs, and per period the households' rule inputs, decisions and entitlements. On
 # PostgreSQL the per-period tables are partitioned by period (migration 0006).
 PERIOD = String(7)
-_BY_PERIOD = {"postgresql_partition_by": "LIST (period)"}
+BY_PERIOD = "LIST (period)"
 
 items = Table(
     "items",
@@ -489,7 +489,7 @@ decision_inputs = Table(
     Column("region", CODE, nullable=False),
     Column("inputs", Text, nullable=False),
     PrimaryKeyConstraint("period", "household_id", "inputs_sha256", name="pk_decision_inputs"),
-    **_BY_PERIOD,
+    postgresql_partition_by=BY_PERIOD,
 )
 
 decisions = Table(
@@ -522,7 +522,7 @@ decisions = Table(
         postgresql_where=text("superseded_at IS NULL"),
     ),
     Index("ix_decisions_household_id", "household_id"),
-    **_BY_PERIOD,
+    postgresql_partition_by=BY_PERIOD,
 )
 
 entitlements = Table(
@@ -540,7 +540,7 @@ entitlements = Table(
     Column("updated_at", Timestamp, nullable=False),
     PrimaryKeyConstraint("period", "id", name="pk_entitlements"),
     UniqueConstraint("period", "household_id", "program", "item_code", name="uq_entitlements_slot"),
-    **_BY_PERIOD,
+    postgresql_partition_by=BY_PERIOD,
 )
 
 appeals = Table(

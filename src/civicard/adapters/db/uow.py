@@ -6,6 +6,7 @@ from types import TracebackType
 
 from sqlalchemy import Connection, Engine
 
+from civicard.adapters.db.decision_store import SqlDecisions
 from civicard.adapters.db.guard import ACCESS_KEY
 from civicard.adapters.db.match_index import SqlMatchIndex
 from civicard.adapters.db.register_store import SqlProgramRegister
@@ -40,6 +41,7 @@ class SqlUnitOfWork:
         self.access_log = SqlAccessLog(conn)
         self.match_index = SqlMatchIndex(conn)
         self.register = SqlProgramRegister(conn)
+        self.decisions = SqlDecisions(conn)
         # Imported here: dedup_store builds on the card unit of work, which builds on this one.
         from civicard.adapters.db.dedup_store import SqlDuplicates
 
