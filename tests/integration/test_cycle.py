@@ -121,6 +121,8 @@ def test_a_cycle_stores_what_the_per_household_evaluator_decides(town, uow_for, 
     written = pq.read_table(report.output)
     assert written.num_rows == 120 and "food_basket__status" in written.column_names
     assert "inputs_sha256" in written.column_names
+    rules = json.loads(written.schema.metadata[b"civicard.rules"])
+    assert rules["food_basket"]["version"] == "2026.1" and len(rules["food_basket"]["sha256"]) == 64
 
 
 def test_running_a_period_again_creates_nothing(town, uow_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ the earlier decision and adjusting that household's entitlements for the open pe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,14 @@ def run_cycle(
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"decisions-{period}-{run_id}.parquet"
     shas = pa.array([snapshots[h][0] for h in table.column("household_id").to_pylist()], pa.string())
-    pq.write_table(table.append_column("inputs_sha256", shas), output, compression="zstd")
+    described = table.append_column("inputs_sha256", shas).replace_schema_metadata(
+        {
+            "civicard.period": period,
+            "civicard.cycle_run": run_id,
+            "civicard.rules": json.dumps({v.program: {"version": v.version, "sha256": v.sha256} for v in versions}),
+        }
+    )
+    pq.write_table(described, output, compression="zstd")
     uow.decisions.open_period(period, now)
     known = uow.decisions.known_inputs(period)
     regions = dict(
