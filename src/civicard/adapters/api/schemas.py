@@ -165,10 +165,15 @@ class FactOut(BaseModel):
     recorded_by: str
     reason: str
     supersedes_id: str | None
+    redecided: int = Field(
+        0,
+        description="How many of the household's decisions in open benefit periods were made again because "
+        "of this change (the resident sees them in their portal; their contents are not shown here).",
+    )
 
     @classmethod
-    def of(cls, f: FactVersion) -> FactOut:
-        return cls(**f.__dict__)
+    def of(cls, f: FactVersion, redecided: int = 0) -> FactOut:
+        return cls(**f.__dict__, redecided=redecided)
 
 
 class MembershipOut(BaseModel):

@@ -114,12 +114,12 @@ def _enroll_showcase_family(container: Container, registrar: Actor) -> list[str]
             "incomes",
             ids[0],
             {"source": "informal_work"},
-            {"monthly_amount_minor": 41_000_00},
+            {"monthly_amount_minor": 41_000},
             date(2025, 1, 1),
             "declared at the desk",
         )
     with container.uow(facts) as uow:
-        correct_fact(uow, "incomes", wrong.id, {"monthly_amount_minor": 31_000_00}, "typing error: she said 310,000")
+        correct_fact(uow, "incomes", wrong.id, {"monthly_amount_minor": 31_000}, "typing error: she said 310.00, not 410.00")
     with container.uow(facts) as uow:
         record_fact(uow, "employment", ids[1], {}, {"status": "unemployed"}, date(2026, 3, 1), "lost his job")
     with container.uow(facts) as uow:
