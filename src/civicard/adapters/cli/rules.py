@@ -87,6 +87,22 @@ def rules_test(
     out.print(f"{len(results)} checks passed ({len(by_case)} cases × {len(engines) + 1} evaluators)")
 
 
+def _registered(uow: Any, program: str, start: date, version: str | None) -> RulePack | None:
+    """The register's version of `program` (in force on `start`, or the one named); None when the
+    register holds no version of any program (a database where nothing was published yet)."""
+    if not uow.register.all():
+        return None
+    if version is not None:
+        found = uow.register.find(program, version)
+        if found is None:
+            raise InvalidRule("unknown_version", f"the register has no {program} version '{version}'")
+        return found.pack()  # type: ignore[no-any-return]
+    in_force = uow.register.in_force(start, [program])
+    if not in_force:
+        raise InvalidRule("no_version_in_force", f"no published version of {program} is in force for {start:%Y-%m}")
+    return in_force[0].pack()  # type: ignore[no-any-return]
+
+
 def pack_in_force(root: Path, program: str, period: date, version: str | None) -> RulePack:
     """The published version of `program` in force for `period` (or the named version)."""
     candidates = [p for p in load_all(root) if p.program == program]
@@ -109,7 +125,13 @@ def rules_explain(
     household: Annotated[str, typer.Option(help="Household id in the registry.")],
     period: Annotated[str, typer.Option(help="Period YYYY-MM (default: this month).")] = "",
     version: Annotated[str | None, typer.Option(help="A version other than the one in force.")] = None,
-    rules: Annotated[Path, typer.Option(help="Folder of rule files.")] = DEFAULT_DIR,
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of rule files to use instead of the register of published versions "
+            "(default: the register; the rulepacks folder when the register is empty)."
+        ),
+    ] = None,
     lang: Annotated[str, typer.Option(help="es or en.")] = "es",
 ) -> None:
     """Decide one registry household under a program and say why, condition by condition."""
@@ -126,9 +148,11 @@ def rules_explain(
     with container() as built:
         try:
             start = _period_start(period) if period else built.clock.today().replace(day=1)
-            pack = pack_in_force(rules, program, start, version)
             context = AccessContext(Actor("cli:rules-explain", "system"), "cycle_run")
             with built.uow(context) as uow:
+                pack = _registered(uow, program, start, version) if rules is None else None
+                if pack is None:
+                    pack = pack_in_force(rules or DEFAULT_DIR, program, start, version)
                 record = get_household(uow, household, on=start)
             decision = decide(pack, facts_of_household(record, start), start)
         except (DomainError, InvalidRule) as exc:
