@@ -194,7 +194,7 @@ def test_the_landing_page_shows_the_demo_logins_and_they_sign_in(browser_page: A
 
     expected = [[a.username, a.role, a.password, a.totp_secret or "—"] for a in demo_credentials(live_server.container)]
     assert shown == expected
-    assert [row[1] for row in shown] == ["registrar", "reviewer", "program_admin", "oversight"]
+    assert [row[1] for row in shown] == ["registrar", "reviewer", "program_admin", "program_admin", "oversight"]
     # What the page shows must be a real login once the demo has created its accounts.
     ensure_demo_accounts(live_server.container, live_server.container.auth)
     username, _, password, _ = shown[0]

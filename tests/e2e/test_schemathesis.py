@@ -60,6 +60,9 @@ schema.config.update(headers=FUZZ_HEADERS)
 REVIEW_PATHS = r"^/v1/(duplicates|merges)"
 review_schema = schemathesis.openapi.from_dict(OPENAPI).include(path_regex=REVIEW_PATHS)
 review_schema.config.update(headers={"X-Civicard-Purpose": "duplicate_review"})
+# Appeals as a reviewer deciding them (purpose appeal_review).
+appeal_schema = schemathesis.openapi.from_dict(OPENAPI).include(path_regex=r"^/v1/appeals")
+appeal_schema.config.update(headers={"X-Civicard-Purpose": "appeal_review"})
 # Signed terminal requests: positive cases only, because the signature is made over what was
 # generated and a valid signature would turn a deliberately malformed request into a valid one.
 terminal_schema = schemathesis.openapi.from_dict(OPENAPI).include(path=PING)
@@ -151,6 +154,19 @@ def test_no_generated_review_request_causes_a_server_error_or_breaks_the_documen
 ) -> None:
     if case.path_parameters and "candidate_id" in case.path_parameters:
         case.path_parameters["candidate_id"] = review_session["candidate_id"]
+    case.call_and_validate(
+        base_url=live_server.base_url,
+        headers={"Authorization": f"Bearer {review_session['token']}"},
+        excluded_checks=EXCLUDED_CHECKS,
+        additional_checks=[stays_signed_in],
+    )
+
+
+@appeal_schema.parametrize()
+@FUZZ_SETTINGS
+def test_no_generated_appeal_review_request_causes_a_server_error_or_breaks_the_documented_responses(
+    case: schemathesis.Case[Any], live_server: LiveServer, review_session: dict[str, str]
+) -> None:
     case.call_and_validate(
         base_url=live_server.base_url,
         headers={"Authorization": f"Bearer {review_session['token']}"},

@@ -336,17 +336,18 @@ def test_demo_accounts_exist_once_per_role_and_sign_in(store: AuthStore, engine:
     demo = _container(engine, now, Mode.DEMO)
     first = ensure_demo_accounts(demo, store)
     assert ensure_demo_accounts(demo, store) == first  # idempotent, same credentials
-    assert {a.role: a.username for a in first} == {
-        "registrar": "registrador",
-        "reviewer": "revisora",
-        "program_admin": "administradora",
-        "oversight": "auditor",
-    }
+    assert sorted((a.role, a.username) for a in first) == [
+        ("oversight", "auditor"),
+        ("program_admin", "administradora"),
+        ("program_admin", "aprobador"),  # a version is published by one administrator and approved by another
+        ("registrar", "registrador"),
+        ("reviewer", "revisora"),
+    ]
     for account in first:
         code = pyotp.TOTP(account.totp_secret).at(now.at) if account.totp_secret else None
         assert _sign_in(store, account.username, account.password, code).principal.role == account.role
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(tables.staff_accounts)).scalar_one() == 4
+        assert conn.execute(select(func.count()).select_from(tables.staff_accounts)).scalar_one() == 5
     production = _container(engine, now, Mode.PRODUCTION)
     assert _code(lambda: ensure_demo_accounts(production, store)) == "demo_only"
 

@@ -96,3 +96,46 @@ def test_production_refuses_to_serve_while_demo_accounts_are_active(env: dict[st
     result = runner.invoke(app, ["serve", "--port", "1"], env=production)
     assert result.exit_code == 1
     assert "demo accounts are active" in result.output
+
+
+def test_demo_publishes_the_programs_and_runs_this_months_cycle(env: dict[str, str], tmp_path: Path) -> None:
+    from datetime import date
+
+    loaded = runner.invoke(app, ["demo", "--households", "30", "--no-serve"], env=env)
+    assert loaded.exit_code == 0, loaded.output
+    period = f"{date.today():%Y-%m}"
+    assert f"Cycle {period}" in loaded.output
+    again = runner.invoke(app, ["cycle", "run", "--period", period], env=env)
+    assert again.exit_code == 0, again.output
+    assert "Nothing changed" in again.output
+    assert runner.invoke(app, ["cycle", "run", "--period", "2026-13"], env=env).exit_code == 2
+    early = runner.invoke(app, ["cycle", "run", "--period", "2020-01"], env=env)
+    assert early.exit_code == 1 and "no_version_in_force" in early.output
+    runs = runner.invoke(app, ["cycle", "runs"], env=env)
+    assert runs.exit_code == 0 and period in runs.output
+
+
+def test_rules_explain_reads_the_published_version_and_says_why(env: dict[str, str], tmp_path: Path) -> None:
+    from datetime import date
+
+    assert runner.invoke(app, ["demo", "--households", "10", "--no-serve"], env=env).exit_code == 0
+    url = f"sqlite:///{(tmp_path / 'var' / 'civicard.db').resolve()}"
+    engine = make_engine(url)
+    try:
+        context = AccessContext(Actor("test", "system"), "demo_setup")
+        with SqlUnitOfWork(engine, context, Clock()) as uow:
+            household = uow.connection.execute(
+                select(tables.memberships.c.household_id)
+                .join(tables.persons, tables.persons.c.id == tables.memberships.c.person_id)
+                .where(tables.persons.c.national_id == "52123456")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    period = f"{date.today():%Y-%m}"
+    shown = runner.invoke(
+        app, ["rules", "explain", "food_basket", "--household", household, "--period", period, "--lang", "en"], env=env
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "ELIGIBLE" in shown.output and "✔" in shown.output
+    unknown = runner.invoke(app, ["rules", "explain", "food_basket", "--household", household, "--version", "9.9"], env=env)
+    assert unknown.exit_code == 1 and "unknown_version" in unknown.output

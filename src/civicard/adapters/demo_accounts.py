@@ -1,4 +1,4 @@
-"""One demo staff account per role for the demo town; refused outside demo mode.
+"""Demo staff accounts for the demo town (one per role, two program administrators); refused outside demo mode.
 
 The passwords are printed by the demo and written here on purpose: they are only ever valid in
 demo mode, whose root key and database are never used for real people. The TOTP secrets are
@@ -24,6 +24,8 @@ DEMO_STAFF: tuple[tuple[str, str, str], ...] = (
     ("registrador", "registrar", "Rafael Registrador (demo)"),
     ("revisora", "reviewer", "Renata Revisora (demo)"),
     ("administradora", "program_admin", "Adriana Administradora (demo)"),
+    # A second program administrator: a rule version is published only when another one approves it.
+    ("aprobador", "program_admin", "Alberto Aprobador (demo)"),
     ("auditor", "oversight", "Augusto Auditor (demo)"),
 )
 DEMO_CREATED_BY = "demo:setup"
@@ -61,7 +63,7 @@ def demo_credentials(container: Container) -> list[DemoAccount]:
 
 
 def ensure_demo_accounts(container: Container, store: AuthStore | None = None) -> list[DemoAccount]:
-    """Create the missing demo accounts (idempotent) and return all four with their credentials."""
+    """Create the missing demo accounts (idempotent) and return them all with their credentials."""
     if container.settings.mode is not Mode.DEMO:
         raise Forbidden("demo_only", "Demo accounts exist only in demo mode.")
     store = store or AuthStore(container.engine, container.clock, container.root_key)

@@ -56,8 +56,11 @@ def run_on_engine(
     m_cols = list(inputs.member)
     cur = connection.cursor()
     temp = "TEMPORARY " if engine != "duckdb" else "TEMP "
+    # Only ever drop our own temporary tables: on a connection to a live database, an unqualified
+    # DROP would reach the registry's `households` table.
+    scope = {"duckdb": "temp.main.", "sqlite": "temp.", "postgres": "pg_temp."}[engine]
     for table in ("members", "households"):
-        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute(f"DROP TABLE IF EXISTS {scope}{table}")
     cur.execute(
         f"CREATE {temp}TABLE households (household_id {types['id']}, "
         + ", ".join(f"{c} {types[inputs.household[c].kind]}" for c in h_cols)

@@ -11,13 +11,16 @@ from sqlalchemy import text
 
 from civicard import __version__
 from civicard.adapters.api.access import App
+from civicard.adapters.api.appeal_routes import router as appeal_router
 from civicard.adapters.api.card_routes import router as card_router
 from civicard.adapters.api.dedup_routes import router as dedup_router
 from civicard.adapters.api.log_routes import router as log_router
 from civicard.adapters.api.problems import install_problem_handlers, problem
+from civicard.adapters.api.program_routes import router as program_router
 from civicard.adapters.api.registry_routes import router as registry_router
 from civicard.adapters.api.session_routes import router as session_router
 from civicard.adapters.db.migrate import head_revision
+from civicard.adapters.web.appeal_pages import router as appeal_pages_router
 from civicard.adapters.web.card_pages import router as card_pages_router
 from civicard.adapters.web.enroll_pages import router as enroll_pages_router
 from civicard.adapters.web.pages import mount_static
@@ -51,12 +54,15 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(log_router)
     app.include_router(card_router)
     app.include_router(dedup_router)
+    app.include_router(appeal_router)
+    app.include_router(program_router)
     _health(app)
     app.include_router(pages_router)
     app.include_router(resident_router)
     app.include_router(card_pages_router)
     app.include_router(enroll_pages_router)
     app.include_router(review_pages_router)
+    app.include_router(appeal_pages_router)
     mount_static(app)
     return app
 

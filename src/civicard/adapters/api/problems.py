@@ -55,6 +55,8 @@ def problem(
 def _allowed_methods(request: Request) -> list[str]:
     """Methods the OpenAPI declares for this path (Starlette's 405 names only the first route's)."""
     paths: dict[str, dict[str, object]] = request.app.openapi()["paths"]
+    if request.url.path in paths:  # a literal path wins over templates it also matches (/persons/{id})
+        return sorted(m.upper() for m in paths[request.url.path])
     methods: set[str] = set()
     for template, operations in paths.items():
         regex, _, _ = compile_path(template)

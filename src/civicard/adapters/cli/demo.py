@@ -8,8 +8,10 @@ from datetime import date
 from rich.console import Console
 from sqlalchemy import func, select
 
+from civicard.adapters.bulk.cycle import run_cycle
 from civicard.adapters.bulk.importer import import_population
 from civicard.adapters.cli.dedup import index_registry
+from civicard.adapters.cli.demo_programs import publish_demo_programs
 from civicard.adapters.cli.progress import staged_progress
 from civicard.adapters.db import tables
 from civicard.adapters.db.card_store import SqlCardUnitOfWork
@@ -19,6 +21,7 @@ from civicard.adapters.demo_accounts import ensure_demo_accounts, print_demo_acc
 from civicard.bootstrap import Container
 from civicard.identity.cards import issue_card
 from civicard.identity.credentials import format_handle
+from civicard.programs.cycles import period_of
 from civicard.registry.enrollment import CreateHousehold, EnrollPerson, create_household, enroll_person
 from civicard.registry.lookup import get_household, get_person, search_persons
 from civicard.registry.population import PopulationSpec, generate_population
@@ -26,6 +29,7 @@ from civicard.registry.recording import correct_fact, record_fact
 from civicard.transparency.access import AccessContext, Actor
 
 DEMO_SYSTEM = AccessContext(Actor("demo:setup", "system"), "demo_setup")
+DEMO_CYCLE = AccessContext(Actor("demo:cycle", "system"), "cycle_run")
 SHOWCASE_NAME = "María José Pérez Gómez"
 SHOWCASE_PIN = "4821"  # demo only: printed by the demo so a visitor can sign in as María José
 
@@ -41,6 +45,8 @@ def load_demo_town(container: Container, households: int, seed: int, console: Co
         console.print(f"Demo town already loaded ({persons:,} persons) in {_where(container)}.")
     else:
         _load(container, households, seed, console)
+    publish_demo_programs(container, console)
+    _run_this_months_cycle(container, console)
     folded = container.integrator.run_once(full=True)
     with container.engine.connect() as conn:
         latest = latest_checkpoint(conn)
@@ -70,6 +76,22 @@ def _load(container: Container, households: int, seed: int, console: Console) ->
     keys, _ = index_registry(container, staged_progress)
     console.print(f"Duplicate-matching index: {keys:,} keys.")
     shutil.rmtree(source, ignore_errors=True)
+
+
+def _run_this_months_cycle(container: Container, console: Console) -> None:
+    """Decide this month once, so residents find decisions and entitlements in their portal."""
+    period = period_of(container.clock.today())
+    with container.uow(DEMO_CYCLE) as uow:
+        if uow.decisions.runs(period):
+            return
+    with container.uow(DEMO_CYCLE) as uow, staged_progress(f"Cycle {period}") as progress:
+        report = run_cycle(uow, period, container.settings.data_dir / "cycles", None, progress)
+        uow.commit()
+    eligible = ", ".join(f"{program} {count:,}" for program, count in report.eligible.items())
+    console.print(
+        f"Cycle {period}: {report.households:,} households decided under {len(report.programs)} programs "
+        f"({report.entitlements_new:,} entitlements); eligible households: {eligible}."
+    )
 
 
 def _enroll_showcase_family(container: Container, registrar: Actor) -> list[str]:
@@ -119,7 +141,9 @@ def _enroll_showcase_family(container: Container, registrar: Actor) -> list[str]
             "declared at the desk",
         )
     with container.uow(facts) as uow:
-        correct_fact(uow, "incomes", wrong.id, {"monthly_amount_minor": 31_000}, "typing error: she said 310.00, not 410.00")
+        correct_fact(
+            uow, "incomes", wrong.id, {"monthly_amount_minor": 31_000}, "typing error: she said 310.00, not 410.00"
+        )
     with container.uow(facts) as uow:
         record_fact(uow, "employment", ids[1], {}, {"status": "unemployed"}, date(2026, 3, 1), "lost his job")
     with container.uow(facts) as uow:

@@ -17,6 +17,7 @@ from civicard.adapters.cli.audit import audit_app
 from civicard.adapters.cli.cards import cards_app
 from civicard.adapters.cli.cycle import cycle_app
 from civicard.adapters.cli.dedup import dedup_app
+from civicard.adapters.cli.programs import programs_app
 from civicard.adapters.cli.rules import rules_app
 from civicard.adapters.cli.users import users_app
 from civicard.bootstrap import Container, bootstrap
@@ -37,6 +38,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(cards_app, name="cards")
 app.add_typer(dedup_app, name="dedup")
 app.add_typer(rules_app, name="rules")
+app.add_typer(programs_app, name="programs")
 app.add_typer(cycle_app, name="cycle")
 
 console = Console(stderr=True)

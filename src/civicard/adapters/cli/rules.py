@@ -170,7 +170,7 @@ def rules_explain(
     for c in decision.conditions:
         mark = {True: "✔", False: "✘", None: "?"}[c.met]
         out.print(f"  {mark} {c.label[lang]}: {c.detail(lang)}", highlight=False)
-    if decision.status == "eligible":
+    if decision.status == "eligible" and (decision.amount_minor or not decision.items):
         out.print(f"  {'Importe' if lang == 'es' else 'Amount'}: {decision.amount_minor / 100:,.2f}", highlight=False)
         for item, quantity in sorted(decision.items.items()):
             out.print(f"  {item} × {quantity}", highlight=False)

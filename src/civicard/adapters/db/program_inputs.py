@@ -53,8 +53,14 @@ def registry_inputs(
             if name == "households":
                 for start in range(0, table.num_rows, PAGE):
                     ids = table.column("id").slice(start, PAGE).to_pylist()
-                    disclose(uow.access_log, uow.context, [Subject.household(h) for h in ids], CATEGORIES, detail,
-                             uow.clock.now())
+                    disclose(
+                        uow.access_log,
+                        uow.context,
+                        [Subject.household(h) for h in ids],
+                        CATEGORIES,
+                        detail,
+                        uow.clock.now(),
+                    )
                     read += len(ids)
                     progress("read", read, total)
             con.register(name, table)

@@ -559,4 +559,11 @@ appeals = Table(
     Column("decided_at", Timestamp, nullable=True),
     Column("outcome_note", Text, nullable=True),
     Column("new_decision_id", ID, nullable=True),
+    Index(
+        "uq_appeals_open_decision",
+        "decision_id",
+        unique=True,
+        sqlite_where=text("status = 'open'"),
+        postgresql_where=text("status = 'open'"),
+    ),
 )

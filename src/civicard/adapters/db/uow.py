@@ -6,6 +6,7 @@ from types import TracebackType
 
 from sqlalchemy import Connection, Engine
 
+from civicard.adapters.db.appeal_store import SqlAppeals
 from civicard.adapters.db.decision_store import SqlDecisions
 from civicard.adapters.db.guard import ACCESS_KEY
 from civicard.adapters.db.match_index import SqlMatchIndex
@@ -42,6 +43,7 @@ class SqlUnitOfWork:
         self.match_index = SqlMatchIndex(conn)
         self.register = SqlProgramRegister(conn)
         self.decisions = SqlDecisions(conn)
+        self.appeals = SqlAppeals(conn)
         # Imported here: dedup_store builds on the card unit of work, which builds on this one.
         from civicard.adapters.db.dedup_store import SqlDuplicates
 

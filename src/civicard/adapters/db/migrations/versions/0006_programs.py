@@ -158,12 +158,21 @@ def upgrade() -> None:
         sa.Column("outcome_note", sa.Text(), nullable=True),
         sa.Column("new_decision_id", ID, nullable=True),
     )
+    op.create_index(
+        "uq_appeals_open_decision",
+        "appeals",
+        ["decision_id"],
+        unique=True,
+        sqlite_where=sa.text("status = 'open'"),
+        postgresql_where=sa.text("status = 'open'"),
+    )
     if op.get_bind().dialect.name == "postgresql":
         for table in PARTITIONED:
             op.execute(f"CREATE TABLE {table}_default PARTITION OF {table} DEFAULT")
 
 
 def downgrade() -> None:
+    op.drop_index("uq_appeals_open_decision", table_name="appeals")
     op.drop_table("appeals")
     op.drop_table("entitlements")
     op.drop_index("ix_decisions_household_id", table_name="decisions")
