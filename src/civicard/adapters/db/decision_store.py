@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from civicard.adapters.db import tables as t
 from civicard.programs.cycles import Outcome, Stored, WriteSet
 
-PARTITIONED = ("decision_inputs", "decisions", "entitlements")
+PARTITIONED = ("decision_inputs", "decisions", "entitlements", "redemptions", "ledger_lines")
 _IN = 500  # ids per IN (...) list
 
 

@@ -273,6 +273,8 @@ terminals = Table(
     Column("registered_at", Timestamp, nullable=False),
     Column("registered_by", String(120), nullable=False),
     Column("revoked_at", Timestamp, nullable=True),
+    Column("outlet_id", ID, ForeignKey("outlets.id", name="fk_terminals_outlet_id_outlets"), nullable=True),
+    Column("role", String(12), nullable=False, server_default="counter"),
 )
 
 terminal_nonces = Table(
@@ -302,6 +304,9 @@ PERSONAL_TABLES: tuple[str, ...] = (
     "decisions",
     "entitlements",
     "appeals",
+    "redemptions",
+    "ledger_lines",
+    "offline_receipts",
 )
 
 # Cards (identity/cards.py). A card row links a random handle and a status-list slot to a person;
@@ -566,4 +571,145 @@ appeals = Table(
         sqlite_where=text("status = 'open'"),
         postgresql_where=text("status = 'open'"),
     ),
+)
+
+
+# Distribution (distribution/): vendors and their outlets, prices by period, which outlet kinds
+# serve which item kinds, redemptions with their ledger lines (partitioned by period on
+# PostgreSQL), idempotency keys, offline receipts and settlements (migration 0007).
+vendors = Table(
+    "vendors",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("tax_id", String(40), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(120), nullable=False),
+)
+
+outlets = Table(
+    "outlets",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("vendor_id", ID, ForeignKey("vendors.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", CODE, nullable=False),
+    Column("region", CODE, nullable=False),
+    Column("municipality", CODE, nullable=False),
+    Column("address_line", String(300), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("closed_at", Timestamp, nullable=True),
+)
+
+item_prices = Table(
+    "item_prices",
+    metadata,
+    Column("item_code", CODE, ForeignKey("items.code"), nullable=False),
+    Column("period", PERIOD, nullable=False),
+    Column("reference_price_minor", BigInteger, nullable=False),
+    Column("subsidized_price_minor", BigInteger, nullable=False),
+    Column("set_at", Timestamp, nullable=False),
+    Column("set_by", String(120), nullable=False),
+    PrimaryKeyConstraint("item_code", "period", name="pk_item_prices"),
+)
+
+serving_rules = Table(
+    "serving_rules",
+    metadata,
+    Column("outlet_kind", CODE, nullable=False),
+    Column("item_kind", CODE, nullable=False),
+    PrimaryKeyConstraint("outlet_kind", "item_kind", name="pk_serving_rules"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("terminal_id", ID, ForeignKey("terminals.id"), nullable=False),
+    Column("key", String(80), nullable=False),
+    Column("request_sha256", String(64), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("response_status", Integer, nullable=True),
+    Column("response_body", Text, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp, nullable=True),
+    PrimaryKeyConstraint("terminal_id", "key", name="pk_idempotency_keys"),
+)
+
+redemptions = Table(
+    "redemptions",
+    metadata,
+    Column("period", PERIOD, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("household_id", ID, nullable=False),
+    Column("card_id", ID, nullable=False),
+    Column("terminal_id", ID, nullable=False),
+    Column("outlet_id", ID, nullable=False),
+    Column("vendor_id", ID, nullable=False),
+    Column("channel", String(10), nullable=False),
+    Column("attested_by", ID, nullable=True),
+    Column("idempotency_key", String(80), nullable=True),
+    Column("total_minor", BigInteger, nullable=False),
+    Column("subsidy_minor", BigInteger, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("device_time", Timestamp, nullable=True),
+    PrimaryKeyConstraint("period", "id", name="pk_redemptions"),
+    Index("ix_redemptions_household_id", "household_id"),
+    Index("ix_redemptions_vendor_id", "vendor_id", "period"),
+    postgresql_partition_by=BY_PERIOD,
+)
+
+ledger_lines = Table(
+    "ledger_lines",
+    metadata,
+    Column("period", PERIOD, nullable=False),
+    Column("id", ID, nullable=False),
+    Column("redemption_id", ID, nullable=False),
+    Column("entitlement_id", ID, nullable=False),
+    Column("household_id", ID, nullable=False),
+    Column("program", CODE, nullable=False),
+    Column("item_code", CODE, nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("reference_price_minor", BigInteger, nullable=False),
+    Column("subsidized_price_minor", BigInteger, nullable=False),
+    Column("subsidy_minor", BigInteger, nullable=False),
+    Column("vendor_id", ID, nullable=False),
+    Column("outlet_id", ID, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    PrimaryKeyConstraint("period", "id", name="pk_ledger_lines"),
+    Index("ix_ledger_lines_redemption_id", "redemption_id"),
+    Index("ix_ledger_lines_vendor_id", "vendor_id", "period"),
+    postgresql_partition_by=BY_PERIOD,
+)
+
+offline_receipts = Table(
+    "offline_receipts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("terminal_id", ID, ForeignKey("terminals.id"), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("period", PERIOD, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("signature", LargeBinary(64), nullable=False),
+    Column("received_at", Timestamp, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("redemption_id", ID, nullable=True),
+    Column("conflict", Text, nullable=True),
+    Column("reviewed_by", String(120), nullable=True),
+    Column("reviewed_at", Timestamp, nullable=True),
+    UniqueConstraint("terminal_id", "seq", name="uq_offline_receipts_terminal_id_seq"),
+)
+
+settlements = Table(
+    "settlements",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("vendor_id", ID, ForeignKey("vendors.id"), nullable=False),
+    Column("period", PERIOD, nullable=False),
+    Column("redemptions", Integer, nullable=False),
+    Column("lines", Integer, nullable=False),
+    Column("subsidy_minor", BigInteger, nullable=False),
+    Column("ledger_sha256", String(64), nullable=False),
+    Column("settled_at", Timestamp, nullable=False),
+    Column("settled_by", String(120), nullable=False),
+    UniqueConstraint("vendor_id", "period", name="uq_settlements_vendor_id_period"),
 )
