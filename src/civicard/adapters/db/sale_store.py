@@ -1,0 +1,162 @@
+"""Posting a sale: lock the household's entitlements, decrement, write the redemption and its
+ledger lines — in the caller's transaction, so a sale is all there or not at all.
+
+Every decrement is also a guarded UPDATE (`remaining >= quantity`), so even where row locks are
+not taken (SQLite serialises writers instead) no entitlement can go below zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from civicard.adapters.db import tables as t
+from civicard.distribution.sales import Allocation, BasketLine, Price, Refused, Slot, allocate
+from civicard.shared.ids import new_id
+
+
+@dataclass(frozen=True)
+class Outlet:
+    id: str
+    vendor_id: str
+    kind: str
+    name: str
+    region: str
+
+
+@dataclass(frozen=True)
+class PostedSale:
+    redemption_id: str
+    period: str
+    allocations: tuple[Allocation, ...]
+    remaining: dict[str, int]  # item → what the household has left of it after the sale
+
+    @property
+    def total_minor(self) -> int:
+        return sum(a.paid_minor for a in self.allocations)
+
+    @property
+    def subsidy_minor(self) -> int:
+        return sum(a.subsidy_minor for a in self.allocations)
+
+
+class SqlSales:
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def outlet(self, outlet_id: str) -> Outlet | None:
+        o = t.outlets
+        row = self.conn.execute(sa.select(o).where(o.c.id == outlet_id, o.c.closed_at.is_(None))).first()
+        return Outlet(row.id, row.vendor_id, row.kind, row.name, row.region) if row else None
+
+    def serves(self, outlet_kind: str) -> frozenset[str]:
+        s = t.serving_rules
+        return frozenset(self.conn.execute(sa.select(s.c.item_kind).where(s.c.outlet_kind == outlet_kind)).scalars())
+
+    def catalogue(self, period: str, items: Sequence[str]) -> tuple[dict[str, str], dict[str, Price]]:
+        """Kinds of the known items, and prices of those priced for the period."""
+        i, p = t.items, t.item_prices
+        kinds = {r.code: r.kind for r in self.conn.execute(sa.select(i.c.code, i.c.kind).where(i.c.code.in_(items)))}
+        prices = {
+            r.item_code: Price(r.reference_price_minor, r.subsidized_price_minor)
+            for r in self.conn.execute(sa.select(p).where(p.c.period == period, p.c.item_code.in_(items)))
+        }
+        return kinds, prices
+
+    def slots(self, period: str, household_id: str, lock: bool = True) -> list[Slot]:
+        """The household's entitlements for the period, locked until the transaction ends."""
+        e = t.entitlements
+        query = (
+            sa.select(e.c.id, e.c.program, e.c.item_code, e.c.granted, e.c.remaining)
+            .where(e.c.period == period, e.c.household_id == household_id)
+            .order_by(e.c.program, e.c.id)
+        )
+        if lock:
+            query = query.with_for_update()
+        return [Slot(r.id, r.program, r.item_code, r.granted, r.remaining) for r in self.conn.execute(query)]
+
+    def post(
+        self,
+        period: str,
+        household_id: str,
+        card_id: str,
+        terminal_id: str,
+        outlet: Outlet,
+        basket: Sequence[BasketLine],
+        channel: str,
+        now: datetime,
+        idempotency_key: str | None = None,
+        attested_by: str | None = None,
+        device_time: datetime | None = None,
+    ) -> PostedSale:
+        """Allocate and record the sale, or raise Refused having changed nothing."""
+        slots = self.slots(period, household_id)
+        kinds, prices = self.catalogue(period, [line.item for line in basket])
+        allocations = allocate(basket, slots, kinds, prices, self.serves(outlet.kind))
+        e = t.entitlements
+        for a in allocations:
+            done = self.conn.execute(
+                sa.update(e)
+                .where(e.c.period == period, e.c.id == a.entitlement_id, e.c.remaining >= a.quantity)
+                .values(remaining=e.c.remaining - a.quantity, updated_at=now)
+            ).rowcount
+            if done != 1:  # only reachable if a concurrent sale got there first without a row lock
+                raise Refused("insufficient_remaining", f"'{a.item}' was just redeemed elsewhere; try again.")
+        redemption_id = new_id()
+        sale = PostedSale(redemption_id, period, tuple(allocations), {})
+        self.conn.execute(
+            sa.insert(t.redemptions).values(
+                period=period,
+                id=redemption_id,
+                household_id=household_id,
+                card_id=card_id,
+                terminal_id=terminal_id,
+                outlet_id=outlet.id,
+                vendor_id=outlet.vendor_id,
+                channel=channel,
+                attested_by=attested_by,
+                idempotency_key=idempotency_key,
+                total_minor=sale.total_minor,
+                subsidy_minor=sale.subsidy_minor,
+                created_at=now,
+                device_time=device_time,
+            )
+        )
+        self.conn.execute(
+            sa.insert(t.ledger_lines),
+            [_line(period, redemption_id, household_id, outlet, a, now) for a in allocations],
+        )
+        remaining: dict[str, int] = {}
+        taken = {a.entitlement_id: a.quantity for a in allocations}
+        for slot in slots:
+            if slot.item in {a.item for a in allocations}:
+                remaining[slot.item] = remaining.get(slot.item, 0) + slot.remaining - taken.get(slot.entitlement_id, 0)
+        return PostedSale(redemption_id, period, tuple(allocations), remaining)
+
+
+def _line(
+    period: str, redemption_id: str, household_id: str, outlet: Outlet, a: Allocation, now: datetime
+) -> dict[str, Any]:
+    return {
+        "period": period,
+        "id": new_id(),
+        "redemption_id": redemption_id,
+        "entitlement_id": a.entitlement_id,
+        "household_id": household_id,
+        "program": a.program,
+        "item_code": a.item,
+        "quantity": a.quantity,
+        "reference_price_minor": a.price.reference_minor,
+        "subsidized_price_minor": a.price.subsidized_minor,
+        "subsidy_minor": a.subsidy_minor,
+        "vendor_id": outlet.vendor_id,
+        "outlet_id": outlet.id,
+        "created_at": now,
+    }
+
+
+__all__ = ["Outlet", "PostedSale", "Refused", "SqlSales"]
