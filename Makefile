@@ -49,6 +49,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/import_bench.py
 	$(BIN)/python bench/dedup_bench.py
 	$(BIN)/python bench/enrollment_match_bench.py
+	$(BIN)/python bench/rules_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -186,7 +185,6 @@ def _whole(value: Value) -> int:
         return 0
     x = float(value)
     return int(math.copysign(math.floor(abs(x) + 0.5), x))  # round_half_away(x), inlined: called per item
-
 
 
 _NEGATED = {"<=": ">", "<": ">=", ">=": "<", ">": "<=", "=": "≠", "<>": "="}

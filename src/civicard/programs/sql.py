@@ -193,20 +193,34 @@ class Column:
     part: str  # "status", "amount", "condition:<name>", "item:<code>"
 
 
+def output_columns(packs: Sequence[RulePack]) -> list[Column]:
+    """The columns every bulk evaluator gives after household_id: per pack its conditions, status,
+    amount and items, in that order."""
+    columns: list[Column] = []
+    for pack in packs:
+        program = pack.program
+        columns += [Column(f"{program}__c__{c.name}", program, f"condition:{c.name}") for c in pack.conditions]
+        columns.append(Column(f"{program}__status", program, "status"))
+        columns.append(Column(f"{program}__amount", program, "amount"))
+        for grant in pack.items:
+            code = grant.item.lower().replace("-", "_").replace(".", "_")
+            columns.append(Column(f"{program}__i__{code}", program, f"item:{grant.item}"))
+    return columns
+
+
 def decisions_query(packs: Sequence[RulePack], period: date, engine: str) -> tuple[str, list[Column]]:
     """One SELECT deciding every household of `households` under every pack, for `engine`."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine}")
     selects: list[exp.Expr] = [exp.column("household_id", table="h")]
-    columns: list[Column] = []
+    columns = output_columns(packs)
+    names = iter(columns)
     aggregates: dict[str, tuple[str, exp.Expr]] = {}
     for pack in packs:
         compiler = _Compiler(pack.parameters_on(period), {d.name: d.expression for d in pack.derived}, aggregates)
         conditions = [compiler.household(cond.expression) for cond in pack.conditions]
-        for cond, sql in zip(pack.conditions, conditions, strict=True):
-            name = f"{pack.program}__c__{cond.name}"
-            selects.append(exp.alias_(sql, name))
-            columns.append(Column(name, pack.program, f"condition:{cond.name}"))
+        for sql in conditions:
+            selects.append(exp.alias_(sql, next(names).name))
         all_met = conditions[0].copy()
         for extra in conditions[1:]:
             all_met = exp.And(this=all_met, expression=extra.copy())
@@ -218,16 +232,12 @@ def decisions_query(packs: Sequence[RulePack], period: date, engine: str) -> tup
             default=exp.Literal.string("unknown"),
         )
         eligible = exp.Paren(this=all_met.copy())
-        selects.append(exp.alias_(status, f"{pack.program}__status"))
-        columns.append(Column(f"{pack.program}__status", pack.program, "status"))
+        selects.append(exp.alias_(status, next(names).name))
         amount = _only_if(eligible, _whole(compiler.household(pack.amount.expression)))
-        selects.append(exp.alias_(amount, f"{pack.program}__amount"))
-        columns.append(Column(f"{pack.program}__amount", pack.program, "amount"))
+        selects.append(exp.alias_(amount, next(names).name))
         for grant in pack.items:
-            name = f"{pack.program}__i__{grant.item.lower().replace('-', '_').replace('.', '_')}"
             quantity = _only_if(eligible.copy(), _whole(compiler.household(grant.quantity)))
-            selects.append(exp.alias_(quantity, name))
-            columns.append(Column(name, pack.program, f"item:{grant.item}"))
+            selects.append(exp.alias_(quantity, next(names).name))
     query = exp.select(*selects).from_(exp.alias_(exp.to_table("households"), "h"))
     if aggregates:
         grouped = (

@@ -28,11 +28,14 @@ class CaseResult:
         return not self.problems
 
 
+NOT_RULES = frozenset({"items.yaml", "prices.yaml"})
+
+
 def rule_files(root: Path) -> list[Path]:
-    """Every rule file under `root` (or `root` itself), items.yaml excluded."""
+    """Every rule file under `root` (or `root` itself), the item catalogue and price list excluded."""
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*.yaml") if p.name != "items.yaml")
+    return sorted(p for p in root.rglob("*.yaml") if p.name not in NOT_RULES)
 
 
 def load_all(root: Path) -> list[RulePack]:
