@@ -87,8 +87,10 @@ def paired(first: Callable[[], float], second: Callable[[], float], repeats: int
 
 
 def make_tokens(count: int, cards: int, rng: random.Random) -> list[str]:
-    return [issue_token(CardClaims(new_handle(), rng.randrange(cards), NOW, NOW + timedelta(days=1_800)), KEY)
-            for _ in range(count)]
+    return [
+        issue_token(CardClaims(new_handle(), rng.randrange(cards), NOW, NOW + timedelta(days=1_800)), KEY)
+        for _ in range(count)
+    ]
 
 
 def make_status(cards: int, revoked: float, rng: random.Random, bits: int = 2) -> StatusList:
@@ -156,23 +158,39 @@ def png_bytes(image: Image.Image) -> bytes:
 
 def bench_images(cards: int, rounds: int, repeats: int, rng: random.Random) -> list[str]:
     tokens = make_tokens(20, cards, rng)
-    renders = [pdfium.PdfDocument(render_card(CardFace("Ana Pérez", new_handle(), t)))[0]
-               .render(scale=150 / 72, grayscale=True).to_pil() for t in tokens]
+    renders = [
+        pdfium.PdfDocument(render_card(CardFace("Ana Pérez", new_handle(), t)))[0]
+        .render(scale=150 / 72, grayscale=True)
+        .to_pil()
+        for t in tokens
+    ]
     noise = np.random.default_rng(7)
-    kinds = {"card PNG, 150 dpi (506 × 319)": renders,
-             "camera frame PNG, 640 × 480, rotated, noisy": [camera_frame(r, noise) for r in renders]}
+    kinds = {
+        "card PNG, 150 dpi (506 × 319)": renders,
+        "camera frame PNG, 640 × 480, rotated, noisy": [camera_frame(r, noise) for r in renders],
+    }
     terminal = OfflineVerifier(RING, new_token(make_status(cards, 0.01, rng), URI, 1, NOW))
-    lines = [f"### Terminal check from a PNG image ({len(tokens)} cards × {rounds} rounds × {repeats})", "",
-             "| image | PNG bytes | checks/s (PNG decode + zxing + check) | ms each | reference: zxing alone/s "
-             "| ratio | PNG decode alone, ms | all decoded |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"### Terminal check from a PNG image ({len(tokens)} cards × {rounds} rounds × {repeats})",
+        "",
+        "| image | PNG bytes | checks/s (PNG decode + zxing + check) | ms each | reference: zxing alone/s "
+        "| ratio | PNG decode alone, ms | all decoded |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for kind, images in kinds.items():
         lines.append(image_row(kind, images, tokens, terminal, rounds, repeats))
-    return [*lines, "", "Target ≥ 400/s from a PNG photo. A terminal's camera hands zxing raw frames (no PNG): "
-            "the 'zxing alone' column is that path.", ""]
+    return [
+        *lines,
+        "",
+        "Target ≥ 400/s from a PNG photo. A terminal's camera hands zxing raw frames (no PNG): "
+        "the 'zxing alone' column is that path.",
+        "",
+    ]
 
 
-def image_row(kind: str, images: list[Image.Image], tokens: list[str], terminal: OfflineVerifier, rounds: int,
-              repeats: int) -> str:
+def image_row(
+    kind: str, images: list[Image.Image], tokens: list[str], terminal: OfflineVerifier, rounds: int, repeats: int
+) -> str:
     pngs = [png_bytes(i) for i in images]
     decoded = [Image.open(io.BytesIO(p)).convert("L") for p in pngs]
     ok = all(read_qr(p) == t and terminal.check_image(p, NOW).claims for p, t in zip(pngs, tokens, strict=True))
@@ -196,13 +214,19 @@ def image_row(kind: str, images: list[Image.Image], tokens: list[str], terminal:
     full, alone = paired(lambda: rate(check_all, count), lambda: rate(zxing_all, count), repeats)
     png_only = rate(png_decode_all, count)
     size = statistics.median(len(p) for p in pngs)
-    return (f"| {kind} | {size:,.0f} | {full:,.0f} | {1e3 / full:.2f} | {alone:,.0f} | {full / alone:.2f} "
-            f"| {1e3 / png_only:.2f} | {'yes' if ok else 'NO'} |")
+    return (
+        f"| {kind} | {size:,.0f} | {full:,.0f} | {1e3 / full:.2f} | {alone:,.0f} | {full / alone:.2f} "
+        f"| {1e3 / png_only:.2f} | {'yes' if ok else 'NO'} |"
+    )
 
 
 def bench_status_lists(cards: int, rng: random.Random) -> list[str]:
-    lines = [f"### Status list for {cards:,} cards (zlib level 9)", "",
-             "| revoked | bits | lst (zlib) kB | signed CWT kB | compress s |", "|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"### Status list for {cards:,} cards (zlib level 9)",
+        "",
+        "| revoked | bits | lst (zlib) kB | signed CWT kB | compress s |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for revoked in (0.001, 0.01, 0.1):
         picks = np.array(rng.sample(range(cards), int(cards * revoked)), dtype=np.int64)
         for bits in (1, 2):
@@ -226,8 +250,12 @@ def bench_status_lists(cards: int, rng: random.Random) -> list[str]:
     for index in rng.sample(range(cards), 6_000):
         after.set(index, INVALID)
     delta = sign_delta(diff(base, new_token(after, URI, 2, NOW)), KEY, NOW)
-    lines += ["", f"Signed delta for 6,000 new revocations: {len(delta) / 1000:.1f} kB. Target: 2-bit list at 1 % "
-              "revoked ≤ 500 kB at 30 M cards.", ""]
+    lines += [
+        "",
+        f"Signed delta for 6,000 new revocations: {len(delta) / 1000:.1f} kB. Target: 2-bit list at 1 % "
+        "revoked ≤ 500 kB at 30 M cards.",
+        "",
+    ]
     return lines
 
 
@@ -242,10 +270,14 @@ def bench_token_sizes(count: int, rng: random.Random) -> list[str]:
         sizes[len(token_bytes(text))] += 1
         chars[len(text)] += 1
         versions[segno.make_qr(text, error="q", mode="alphanumeric", mask=0, boost_error=False).version] += 1
-    return [f"### Token sizes over {count:,} random cards (status index 0 … 2³²−1)", "",
-            f"- bytes (COSE_Sign1): {dict(sorted(sizes.items()))} (budget 126)",
-            f"- QR text characters incl. 'CC1:': {dict(sorted(chars.items()))} (budget 189)",
-            f"- QR version at level Q: {dict(sorted(versions.items()))} (budget ≤ 9)", ""]
+    return [
+        f"### Token sizes over {count:,} random cards (status index 0 … 2³²−1)",
+        "",
+        f"- bytes (COSE_Sign1): {dict(sorted(sizes.items()))} (budget 126)",
+        f"- QR text characters incl. 'CC1:': {dict(sorted(chars.items()))} (budget 189)",
+        f"- QR version at level Q: {dict(sorted(versions.items()))} (budget ≤ 9)",
+        "",
+    ]
 
 
 def main() -> None:
@@ -259,12 +291,16 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rng = random.Random(20261115)
-    print(f"# Card bench — {platform.python_version()}, {os.cpu_count()} cores (pinned to one), "
-          f"load average at start {os.getloadavg()[0]:.2f}\n")
-    for block in (bench_text(cards, 5_000 if args.quick else 20_000, repeats, rng),
-                  bench_images(cards, 5 if args.quick else 25, repeats, rng),
-                  bench_token_sizes(200 if args.quick else 2_000, rng),
-                  bench_status_lists(3_000_000 if args.quick else FULL_CARDS, rng)):
+    print(
+        f"# Card bench — {platform.python_version()}, {os.cpu_count()} cores (pinned to one), "
+        f"load average at start {os.getloadavg()[0]:.2f}\n"
+    )
+    for block in (
+        bench_text(cards, 5_000 if args.quick else 20_000, repeats, rng),
+        bench_images(cards, 5 if args.quick else 25, repeats, rng),
+        bench_token_sizes(200 if args.quick else 2_000, rng),
+        bench_status_lists(3_000_000 if args.quick else FULL_CARDS, rng),
+    ):
         print("\n".join(block), flush=True)
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 

@@ -40,8 +40,6 @@ def duckdb_read_seconds(extract: Path) -> float:
         return time.perf_counter() - started
 
 
-
-
 class Phases:
     """Progress callback that notes when validation and the data tables finish."""
 
@@ -69,10 +67,18 @@ def row(name: str, report: ImportReport, phases: Phases, reference: float) -> st
     validated = phases.marks.get("validate", 0.0)
     loaded = phases.marks.get(phases.last_table, validated)
     cells = [
-        name, f"{report.households:,}", f"{report.persons:,}", f"{sum(report.rows.values()):,}",
-        f"{report.access_entries:,}", f"{validated:.2f}", f"{loaded - validated:.2f}",
-        f"{report.seconds - loaded:.2f}", f"{report.seconds:.2f}", f"{report.households / report.seconds:,.0f}",
-        f"{report.persons / report.seconds:,.0f}", f"{report.seconds / reference:.0f}×",
+        name,
+        f"{report.households:,}",
+        f"{report.persons:,}",
+        f"{sum(report.rows.values()):,}",
+        f"{report.access_entries:,}",
+        f"{validated:.2f}",
+        f"{loaded - validated:.2f}",
+        f"{report.seconds - loaded:.2f}",
+        f"{report.seconds:.2f}",
+        f"{report.households / report.seconds:,.0f}",
+        f"{report.persons / report.seconds:,.0f}",
+        f"{report.seconds / reference:.0f}×",
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -89,12 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         extract = work / "population"
         started = time.perf_counter()
         summary = generate_population(PopulationSpec(households=households, seed=args.seed), extract)
-        print(f"generated {summary.households:,} households, {summary.persons:,} persons "
-              f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        print(
+            f"generated {summary.households:,} households, {summary.persons:,} persons "
+            f"in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
         reference = duckdb_read_seconds(extract)
         results: list[str] = []
         targets: list[tuple[str, Callable[[], AbstractContextManager[str]]]] = [
-            ("SQLite", lambda: sqlite_database(work, "bench.db")), ("PostgreSQL (COPY)", postgres_schema)
+            ("SQLite", lambda: sqlite_database(work, "bench.db")),
+            ("PostgreSQL (COPY)", postgres_schema),
         ]
         for name, database in targets:
             try:
@@ -105,10 +115,14 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             results.append(row(name, report, phases, reference))
             print(f"{name}: {report.seconds:.1f} s", file=sys.stderr)
-    print(f"\nBulk import of {households:,} generated households (seed {args.seed}); "
-          f"DuckDB reads the same files into Arrow in {reference:.3f} s.\n")
-    print("| database | households | persons | rows (8 tables) | log entries | validate s | load s | log + commit s "
-          "| total s | households/s | persons/s | × DuckDB read |")
+    print(
+        f"\nBulk import of {households:,} generated households (seed {args.seed}); "
+        f"DuckDB reads the same files into Arrow in {reference:.3f} s.\n"
+    )
+    print(
+        "| database | households | persons | rows (8 tables) | log entries | validate s | load s | log + commit s "
+        "| total s | households/s | persons/s | × DuckDB read |"
+    )
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     print("\n".join(results))
     return 0

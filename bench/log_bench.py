@@ -60,8 +60,18 @@ from civicard.transparency.proofs import ProofBundle, check_proof_bundle, verify
 QUICK_ENTRIES, FULL_ENTRIES = 20_000, 1_000_000
 BASE_TIME = datetime(2026, 11, 15, 8, 0, tzinfo=UTC)
 SIGNER = NoteSigner.from_seed("civicard.example/log", hashlib.sha256(b"log bench").digest())
-COPY_COLUMNS = ("occurred_at", "actor", "role", "purpose", "action", "subject_person_id", "subject_household_id",
-                "categories", "detail", "subject_salt")
+COPY_COLUMNS = (
+    "occurred_at",
+    "actor",
+    "role",
+    "purpose",
+    "action",
+    "subject_person_id",
+    "subject_household_id",
+    "categories",
+    "detail",
+    "subject_salt",
+)
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -137,14 +147,16 @@ def bench_memory(entries: int, proofs: int, seed: int) -> list[str]:
     gen_s = timed(lambda: paths.extend(tree.inclusion_proof(i) for i in indexes))
     hashes = [tree.leaf(i) for i in indexes]
     ok: list[bool] = []
-    verify_s = timed(lambda: ok.extend(verify_inclusion(hashes[k], i, size, paths[k], root)
-                                       for k, i in enumerate(indexes)))
+    verify_s = timed(
+        lambda: ok.extend(verify_inclusion(hashes[k], i, size, paths[k], root) for k, i in enumerate(indexes))
+    )
     olds = [rng.randrange(1, size) for _ in range(proofs)]
     cons: list[list[bytes]] = []
     cons_s = timed(lambda: cons.extend(tree.consistency_proof(o) for o in olds))
     old_roots = [tree.root(o) for o in olds]
-    cons_verify_s = timed(lambda: ok.extend(verify_consistency(o, size, old_roots[k], root, cons[k])
-                                            for k, o in enumerate(olds)))
+    cons_verify_s = timed(
+        lambda: ok.extend(verify_consistency(o, size, old_roots[k], root, cons[k]) for k, o in enumerate(olds))
+    )
     note = sign_checkpoint(Checkpoint(SIGNER.name, size, root, BASE_TIME), SIGNER)
     bundles = [
         ProofBundle(SIGNER.name, i, size, rows[i], prevs[i], tree.leaf(i), tuple(paths[k]), note, SIGNER.verifier)
@@ -154,14 +166,17 @@ def bench_memory(entries: int, proofs: int, seed: int) -> list[str]:
     if not all(ok):
         raise SystemExit("an in-memory proof failed to verify")
     return [
-        f"### In memory — {size:,} canonical leaves (mean {sum(map(len, leaves)) / size:.0f} bytes), "
-        f"{proofs:,} proofs",
+        f"### In memory — {size:,} canonical leaves (mean {sum(map(len, leaves)) / size:.0f} bytes), {proofs:,} proofs",
         "",
         "| operation | count | seconds | per second | note |",
         "| --- | ---: | ---: | ---: | --- |",
         rate_row("raw hashlib.sha256(leaf) (reference)", size, raw_s),
-        rate_row("MerkleTree.append(canonical leaf)", size, append_s,
-                 f"{(size / append_s) / (size / raw_s):.2f} × raw SHA-256; target ≥ 300,000/s"),
+        rate_row(
+            "MerkleTree.append(canonical leaf)",
+            size,
+            append_s,
+            f"{(size / append_s) / (size / raw_s):.2f} × raw SHA-256; target ≥ 300,000/s",
+        ),
         rate_row("canonical JSON + salted hashes + chain head", size, encode_s, "the integrator's CPU per entry"),
         rate_row("inclusion proof generation", proofs, gen_s),
         rate_row("inclusion proof verification", proofs, verify_s, "target ≥ 50,000/s"),
@@ -173,8 +188,6 @@ def bench_memory(entries: int, proofs: int, seed: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------- stored
-
-
 
 
 def bulk_insert(engine: Engine, count: int, persons: int, seed: int) -> None:
@@ -213,8 +226,16 @@ def concurrent_appends(
         n = 0
         while not stop.is_set():
             marker = f"{tag}:{worker}:{n}"
-            entry = AccessEntry(datetime.now(UTC), f"terminal-{worker}", "vendor", "redemption", "read",
-                                Subject.person(f"{worker * 1000 + n % 50:032x}"), (), marker)
+            entry = AccessEntry(
+                datetime.now(UTC),
+                f"terminal-{worker}",
+                "vendor",
+                "redemption",
+                "read",
+                Subject.person(f"{worker * 1000 + n % 50:032x}"),
+                (),
+                marker,
+            )
             with engine.begin() as conn:
                 SqlAccessLog(conn).append([entry])
             with lock:
@@ -266,11 +287,13 @@ def concurrent_appends(
 
 def integration_lags(engine: Engine, record: Appends) -> list[float]:
     with engine.connect() as conn:
-        leaf_of = dict(conn.execute(
-            select(t.access_log.c.detail, t.log_leaves.c.leaf_index)
-            .join(t.log_leaves, t.log_leaves.c.entry_seq == t.access_log.c.seq)
-            .where(t.access_log.c.detail.like("bench:%"))  # the phase with the integrator running
-        ).all())
+        leaf_of = dict(
+            conn.execute(
+                select(t.access_log.c.detail, t.log_leaves.c.leaf_index)
+                .join(t.log_leaves, t.log_leaves.c.entry_seq == t.access_log.c.seq)
+                .where(t.access_log.c.detail.like("bench:%"))  # the phase with the integrator running
+            ).all()
+        )
     seen = sorted(record.seen)
     lags = []
     for marker, committed in record.commits.items():
@@ -282,39 +305,63 @@ def integration_lags(engine: Engine, record: Appends) -> list[float]:
     return lags
 
 
-def bench_stored(backend: str, url: str, entries: int, writers: int, seconds: float, samples: int,
-                 seed: int) -> list[str]:
+def bench_stored(
+    backend: str, url: str, entries: int, writers: int, seconds: float, samples: int, seed: int
+) -> list[str]:
     engine = make_engine(url)
     rng = random.Random(seed)
     persons = max(1, entries // 10)
-    lines = [f"### Stored on {backend} — {entries:,} bulk entries, then {writers} writers for {seconds:.0f} s", "",
-             "| operation | count | seconds | per second | note |", "| --- | ---: | ---: | ---: | --- |"]
+    lines = [
+        f"### Stored on {backend} — {entries:,} bulk entries, then {writers} writers for {seconds:.0f} s",
+        "",
+        "| operation | count | seconds | per second | note |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
     try:
         insert_s = timed(lambda: bulk_insert(engine, entries, persons, seed))
-        lines.append(rate_row("bulk insert access_log rows" + (" (COPY)" if backend == "postgresql" else ""),
-                              entries, insert_s))
+        lines.append(
+            rate_row("bulk insert access_log rows" + (" (COPY)" if backend == "postgresql" else ""), entries, insert_s)
+        )
         integrator = Integrator(engine, SIGNER, Clock())
         fold_s = timed(integrator.run_once)
         lines.append(rate_row("integrate backlog (10,000 a batch, one checkpoint each)", entries, fold_s))
         with engine.connect() as conn:
-            sweep_s = timed(lambda: conn.execute(
-                select(t.access_log.c.seq).where(~exists().where(t.log_leaves.c.entry_seq == t.access_log.c.seq))
-                .order_by(t.access_log.c.seq).limit(10_000)).all())
+            sweep_s = timed(
+                lambda: conn.execute(
+                    select(t.access_log.c.seq)
+                    .where(~exists().where(t.log_leaves.c.entry_seq == t.access_log.c.seq))
+                    .order_by(t.access_log.c.seq)
+                    .limit(10_000)
+                ).all()
+            )
         lines.append(f"| full-table anti-join, for scale (the integrator never runs it) | 1 | {sweep_s:.3f} | | |")
         fast = Integrator(engine, SIGNER, Clock())
         polls = [timed(fast.run_once) for _ in range(20)]
-        lines.append(f"| integrator poll with nothing new (recent rows + one 5,000-seq sweep window) | 20 | | | "
-                     f"{ms(polls)}; no lock taken |")
+        lines.append(
+            f"| integrator poll with nothing new (recent rows + one 5,000-seq sweep window) | 20 | | | "
+            f"{ms(polls)}; no lock taken |"
+        )
 
         alone, alone_s = concurrent_appends(engine, None, writers, seconds, "alone")
-        lines.append(rate_row(f"appends, {writers} threads, 1 entry a transaction, no integrator (reference)",
-                              len(alone.commits), alone_s))
+        lines.append(
+            rate_row(
+                f"appends, {writers} threads, 1 entry a transaction, no integrator (reference)",
+                len(alone.commits),
+                alone_s,
+            )
+        )
         fast.run_once()
         record, elapsed = concurrent_appends(engine, Integrator(engine, SIGNER, Clock()), writers, seconds, "bench")
         lags = integration_lags(engine, record)
         ratio = (len(record.commits) / elapsed) / (len(alone.commits) / alone_s)
-        lines.append(rate_row(f"appends, {writers} threads, 1 entry a transaction, integrator running",
-                              len(record.commits), elapsed, f"{ratio:.2f} × without"))
+        lines.append(
+            rate_row(
+                f"appends, {writers} threads, 1 entry a transaction, integrator running",
+                len(record.commits),
+                elapsed,
+                f"{ratio:.2f} × without",
+            )
+        )
         lines.append(f"| commit → in a signed checkpoint | {len(lags):,} | | | {ms(lags)}; target ≤ 1 s |")
 
         with engine.connect() as conn:
@@ -330,12 +377,20 @@ def bench_stored(backend: str, url: str, entries: int, writers: int, seconds: fl
                 bundle_times.append(timed(lambda i=index: prove_entry(conn, i, SIGNER.verifier)))
                 conn.rollback()
             paths = [stored_inclusion_proof(conn, i, size) for i in picks]
-            leaves = {i: h for i, h in conn.execute(
-                select(t.log_nodes.c.node_index, t.log_nodes.c.hash).where(t.log_nodes.c.level == 0,
-                                                                          t.log_nodes.c.node_index.in_(picks)))}
+            leaves = {
+                i: h
+                for i, h in conn.execute(
+                    select(t.log_nodes.c.node_index, t.log_nodes.c.hash).where(
+                        t.log_nodes.c.level == 0, t.log_nodes.c.node_index.in_(picks)
+                    )
+                )
+            }
             checked: list[bool] = []
-            verify_s = timed(lambda: checked.extend(
-                verify_inclusion(bytes(leaves[i]), i, size, paths[k], latest.root_hash) for k, i in enumerate(picks)))
+            verify_s = timed(
+                lambda: checked.extend(
+                    verify_inclusion(bytes(leaves[i]), i, size, paths[k], latest.root_hash) for k, i in enumerate(picks)
+                )
+            )
             if not all(checked):
                 raise SystemExit("a stored proof failed to verify")
             person = f"{rng.randrange(persons):032x}"
@@ -393,8 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as work:
         for backend in args.backends.split(","):
             with backends[backend](Path(work)) as url:
-                for line in bench_stored(backend, url, args.entries, args.writers, args.seconds, args.samples,
-                                         args.seed):
+                for line in bench_stored(
+                    backend, url, args.entries, args.writers, args.seconds, args.samples, args.seed
+                ):
                     print(line, flush=True)
     return 0
 

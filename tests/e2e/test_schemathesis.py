@@ -7,7 +7,8 @@ and reach the services. A second run pins the path ids to seeded records, so gen
 reach the validation of real persons and households instead of stopping at 404. The session and
 terminal endpoints are fuzzed like the rest; signing out gets a disposable session per example
 (so the shared one survives), and a third run signs generated terminal requests with a registered
-device key, so generated nonces get past the signature check.
+device key, so generated nonces get past the signature check; a fourth signs generated redemption and
+card-check bodies from a counter terminal at an open shop, so they reach the redemption service.
 
 POST /v1/sessions is fuzzed from 127.0.0.1 like everything else, so after 20 attempts the server
 answers 429 (documented): the module's own session is opened before any fuzzing starts.
@@ -19,10 +20,12 @@ pytest 9), and a test checks that the live server serves exactly that document.
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 import httpx
 import pytest
+import requests
 import schemathesis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, settings
@@ -34,12 +37,17 @@ from civicard.adapters.api.app import create_app
 from civicard.bootstrap import Container
 from tests.e2e.conftest import PING, REGISTRAR, REVIEWER, LiveServer, register_terminal, signed_headers
 from tests.e2e.duplicate_seed import seed_duplicate
+from tests.integration.distribution_fixtures import Till, add_till
 
 pytestmark = pytest.mark.e2e
 FUZZ_HEADERS = {"X-Civicard-Purpose": "fact_correction"}
 SIGN_OUT = ("DELETE", "/v1/sessions/current")
 # Operations that decide authentication themselves; everywhere else a 401 means the fuzzer lost its session.
-AUTHENTICATING_PATHS = frozenset({"/v1/sessions", "/v1/sessions/current", PING})
+REDEEM, CARD_CHECK = "/v1/redemptions", "/v1/terminal/card-check"
+# Signed terminal routes answer 401 to a generated request that no longer matches its signature.
+AUTHENTICATING_PATHS = frozenset(
+    {"/v1/sessions", "/v1/sessions/current", PING, REDEEM, CARD_CHECK, "/v1/terminal/bundle", "/v1/terminal/receipts"}
+)
 FUZZ_SETTINGS = settings(
     max_examples=25,
     deadline=None,
@@ -67,6 +75,11 @@ appeal_schema.config.update(headers={"X-Civicard-Purpose": "appeal_review"})
 # generated and a valid signature would turn a deliberately malformed request into a valid one.
 terminal_schema = schemathesis.openapi.from_dict(OPENAPI).include(path=PING)
 terminal_schema.config.generation.update(modes=[GenerationMode.POSITIVE])
+# Redemptions and card checks from a counter terminal at an open shop: the body is generated, then
+# signed exactly as sent, so generated tokens, PINs, baskets and Idempotency-Keys reach the service.
+counter_schema = schemathesis.openapi.from_dict(OPENAPI).include(path_regex=r"^/v1/(redemptions|terminal/card-check)$")
+counter_schema.config.generation.update(modes=[GenerationMode.POSITIVE])
+COUNTER_SETTINGS = settings(FUZZ_SETTINGS, max_examples=15)
 
 
 def stays_signed_in(ctx: schemathesis.CheckContext, response: schemathesis.Response, case: Any) -> bool | None:
@@ -94,6 +107,12 @@ def review_session(live_server: LiveServer) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def fuzz_terminal(live_server: LiveServer) -> tuple[Ed25519PrivateKey, str]:
     return register_terminal(live_server)
+
+
+@pytest.fixture(scope="module")
+def fuzz_counter(live_server: LiveServer) -> Till:
+    """A counter terminal at an open shop (inserted as the distribution tests do)."""
+    return add_till(live_server.container.engine, "shop", "Tienda Fuzz", live_server.container.clock.now())
 
 
 def authorization(case: schemathesis.Case[Any], server: LiveServer, session: dict[str, str]) -> dict[str, str]:
@@ -186,3 +205,16 @@ def test_no_generated_nonce_in_a_correctly_signed_terminal_request_causes_a_serv
     # Registered id, current time and a valid signature over the generated nonce: only the nonce is fuzzed.
     headers = signed_headers(key, terminal_id, method=case.method.upper(), nonce=nonce)
     case.call_and_validate(base_url=live_server.base_url, headers=headers, excluded_checks=EXCLUDED_CHECKS)
+
+
+@counter_schema.parametrize()
+@COUNTER_SETTINGS
+def test_no_generated_redemption_or_card_check_from_a_counter_terminal_causes_a_server_error(
+    case: schemathesis.Case[Any], live_server: LiveServer, fuzz_counter: Till
+) -> None:
+    request = case.as_transport_kwargs(base_url=live_server.base_url)
+    body = json.dumps(request.get("json")).encode()
+    generated = {k: v for k, v in request["headers"].items() if not k.lower().startswith("x-civicard-")}
+    signed = signed_headers(fuzz_counter.key, fuzz_counter.terminal_id, case.formatted_path, body)
+    response = requests.request(case.method.upper(), request["url"], data=body, headers=generated | signed, timeout=30)
+    case.validate_response(response, excluded_checks=EXCLUDED_CHECKS)

@@ -137,5 +137,7 @@ def test_rules_explain_reads_the_published_version_and_says_why(env: dict[str, s
     )
     assert shown.exit_code == 0, shown.output
     assert "ELIGIBLE" in shown.output and "✔" in shown.output
-    unknown = runner.invoke(app, ["rules", "explain", "food_basket", "--household", household, "--version", "9.9"], env=env)
+    unknown = runner.invoke(
+        app, ["rules", "explain", "food_basket", "--household", household, "--version", "9.9"], env=env
+    )
     assert unknown.exit_code == 1 and "unknown_version" in unknown.output

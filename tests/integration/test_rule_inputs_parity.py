@@ -33,13 +33,19 @@ def town(engine, clock: Clock, tmp_path: Path, uow_for):  # type: ignore[no-unty
     person = record.members[0][0].person_id
     # Edge cases the generator may not make: a correction, a future change, two sources, a chronic code.
     with uow_for() as uow:
-        wrong = record_fact(uow, "incomes", person, {"source": "pension"}, {"monthly_amount_minor": 90_000}, date(2026, 1, 1), "t")
+        wrong = record_fact(
+            uow, "incomes", person, {"source": "pension"}, {"monthly_amount_minor": 90_000}, date(2026, 1, 1), "t"
+        )
     with uow_for() as uow:
         correct_fact(uow, "incomes", wrong.id, {"monthly_amount_minor": 12_345}, "typo")
     with uow_for() as uow:
-        record_fact(uow, "incomes", person, {"source": "pension"}, {"monthly_amount_minor": 55_555}, date(2027, 1, 1), "t")
+        record_fact(
+            uow, "incomes", person, {"source": "pension"}, {"monthly_amount_minor": 55_555}, date(2027, 1, 1), "t"
+        )
     with uow_for() as uow:
-        record_fact(uow, "health_needs", person, {"kind": "chronic", "code": "E11"}, {"present": True}, date(2026, 2, 1), "t")
+        record_fact(
+            uow, "health_needs", person, {"kind": "chronic", "code": "E11"}, {"present": True}, date(2026, 2, 1), "t"
+        )
     with uow_for() as uow:
         record_fact(uow, "employment", person, {}, {"status": "retired"}, date(2026, 6, 1), "t")
     return engine
@@ -60,8 +66,11 @@ def test_bulk_projection_equals_the_per_household_inputs(town, uow_for, day: dat
             got = {k: row[k] for k in expected}
             assert got == expected, row["household_id"]
             mine = sorted(
-                (tuple(sorted((k, v) for k, v in m.items() if k != "household_id")) for m in members
-                 if m["household_id"] == row["household_id"]),
+                (
+                    tuple(sorted((k, v) for k, v in m.items() if k != "household_id"))
+                    for m in members
+                    if m["household_id"] == row["household_id"]
+                ),
             )
             theirs = sorted(tuple(sorted(m.items())) for m in facts.members)
             assert mine == theirs, row["household_id"]

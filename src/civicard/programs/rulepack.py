@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +19,7 @@ STATUSES = ("draft", "published", "retired")
 UNITS: tuple[Unit, ...] = ("money", "integer", "number", "percent", "boolean")
 _PROGRAM_ID = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+MAX_OFFLINE_CAP = 1_000  # the most one sale may hold of an item (distribution.sales.MAX_QUANTITY)
 _ITEM_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_.-]{1,40}$")
 Label = dict[str, str]
 
@@ -82,6 +83,9 @@ class RulePack:
     tests: tuple[TestCase, ...]
     sha256: str
     path: Path | None = None
+    # item → the most a terminal may hand one card offline per cycle when it holds no remaining
+    # quantity for the card (see docs/rules.md, "Offline caps"); an item not listed: 0.
+    offline_caps: dict[str, int] = field(default_factory=dict)
 
     def parameters_on(self, day: date) -> dict[str, float]:
         values = {}
@@ -158,6 +162,7 @@ def rulepack_from_dict(raw: Any, where: str = "rule file") -> RulePack:
     )
     items = tuple(r.item(i, spec, names) for i, spec in enumerate(raw.get("items") or []))
     tests = tuple(r.test(i, spec) for i, spec in enumerate(raw.get("tests") or []))
+    offline_caps = r.offline_caps({i.item for i in items})
     return RulePack(
         program=program,
         version=r.text("version"),
@@ -172,6 +177,7 @@ def rulepack_from_dict(raw: Any, where: str = "rule file") -> RulePack:
         items=items,
         tests=tests,
         sha256=canonical_hash(raw),
+        offline_caps=offline_caps,
     )
 
 
@@ -255,6 +261,20 @@ class _Reader:
             raise self.fail("invalid_item", "an item needs an item code (A-Z, 0-9) and a quantity", part)
         quantity = parse(spec.get("quantity", 1), names, f"{self.where} {part}", "number")
         return ItemGrant(str(spec["item"]), quantity, str(spec.get("quantity", 1)))
+
+    def offline_caps(self, granted: set[str]) -> dict[str, int]:
+        """`offline_caps: {ITEM: n}`: items this program grants, whole numbers from 0 to MAX_OFFLINE_CAP."""
+        caps: dict[str, int] = {}
+        for item, cap in self.mapping("offline_caps", named=False).items():
+            part = f"offline_caps.{item}"
+            if item not in granted:
+                raise self.fail("invalid_offline_cap", f"'{item}' is not an item this program grants", part)
+            if isinstance(cap, bool) or not isinstance(cap, int) or not 0 <= cap <= MAX_OFFLINE_CAP:
+                raise self.fail(
+                    "invalid_offline_cap", f"an offline cap is a whole number from 0 to {MAX_OFFLINE_CAP}", part
+                )
+            caps[str(item)] = cap
+        return caps
 
     def test(self, index: int, spec: Any) -> TestCase:
         part = f"tests[{index}]"

@@ -15,10 +15,13 @@ from civicard.adapters.api.appeal_routes import router as appeal_router
 from civicard.adapters.api.card_routes import router as card_router
 from civicard.adapters.api.dedup_routes import router as dedup_router
 from civicard.adapters.api.log_routes import router as log_router
+from civicard.adapters.api.offline_routes import router as offline_router
 from civicard.adapters.api.problems import install_problem_handlers, problem
 from civicard.adapters.api.program_routes import router as program_router
+from civicard.adapters.api.redemption_routes import router as redemption_router
 from civicard.adapters.api.registry_routes import router as registry_router
 from civicard.adapters.api.session_routes import router as session_router
+from civicard.adapters.api.settlement_routes import router as settlement_router
 from civicard.adapters.db.migrate import head_revision
 from civicard.adapters.web.appeal_pages import router as appeal_pages_router
 from civicard.adapters.web.card_pages import router as card_pages_router
@@ -56,6 +59,9 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(dedup_router)
     app.include_router(appeal_router)
     app.include_router(program_router)
+    app.include_router(offline_router)
+    app.include_router(settlement_router)
+    app.include_router(redemption_router)
     _health(app)
     app.include_router(pages_router)
     app.include_router(resident_router)

@@ -49,7 +49,7 @@ def status_list(app: App) -> Response:
 @router.get(
     "/status-list/deltas/{version}",
     response_class=Response,
-    responses={200: {"content": {STATUS_DELTA: {}}}, **NOT_FOUND},
+    responses={200: {"content": {STATUS_DELTA: {}}}, **NOT_FOUND, 422: {"description": "Not a version number (≥ 2)"}},
 )
 def status_list_delta(app: App, version: Annotated[int, Path(ge=2, le=2**53)]) -> Response:
     """The signed delta from version − 1 to `version`; 404 means you are current (or fetch the full list)."""

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from civicard.adapters.bulk.cycle import run_cycle
 from civicard.adapters.bulk.importer import import_population
 from civicard.adapters.cli.dedup import index_registry
+from civicard.adapters.cli.demo_distribution import set_up_demo_distribution
 from civicard.adapters.cli.demo_programs import publish_demo_programs
 from civicard.adapters.cli.progress import staged_progress
 from civicard.adapters.db import tables
@@ -47,6 +48,7 @@ def load_demo_town(container: Container, households: int, seed: int, console: Co
         _load(container, households, seed, console)
     publish_demo_programs(container, console)
     _run_this_months_cycle(container, console)
+    set_up_demo_distribution(container, console)
     folded = container.integrator.run_once(full=True)
     with container.engine.connect() as conn:
         latest = latest_checkpoint(conn)

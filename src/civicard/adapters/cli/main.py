@@ -19,7 +19,10 @@ from civicard.adapters.cli.cycle import cycle_app
 from civicard.adapters.cli.dedup import dedup_app
 from civicard.adapters.cli.programs import programs_app
 from civicard.adapters.cli.rules import rules_app
+from civicard.adapters.cli.settlement import settlement_app
+from civicard.adapters.cli.terminal import terminal_app
 from civicard.adapters.cli.users import users_app
+from civicard.adapters.cli.vendors import vendors_app
 from civicard.bootstrap import Container, bootstrap
 from civicard.settings import Mode, Settings
 from civicard.shared.errors import DomainError
@@ -40,6 +43,9 @@ app.add_typer(dedup_app, name="dedup")
 app.add_typer(rules_app, name="rules")
 app.add_typer(programs_app, name="programs")
 app.add_typer(cycle_app, name="cycle")
+app.add_typer(terminal_app, name="terminal")
+app.add_typer(vendors_app, name="vendors")
+app.add_typer(settlement_app, name="settlement")
 
 console = Console(stderr=True)
 out = Console()

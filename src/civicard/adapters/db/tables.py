@@ -713,3 +713,15 @@ settlements = Table(
     Column("settled_by", String(120), nullable=False),
     UniqueConstraint("vendor_id", "period", name="uq_settlements_vendor_id_period"),
 )
+
+# Refusals per period, outlet and reason code, for the exclusion report: counts only, nothing
+# about the card or person refused (migration 0008).
+refusal_counts = Table(
+    "refusal_counts",
+    metadata,
+    Column("period", PERIOD, nullable=False),
+    Column("outlet_id", ID, nullable=False),
+    Column("code", CODE, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("period", "outlet_id", "code", name="pk_refusal_counts"),
+)

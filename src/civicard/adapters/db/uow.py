@@ -10,9 +10,10 @@ from civicard.adapters.db.appeal_store import SqlAppeals
 from civicard.adapters.db.decision_store import SqlDecisions
 from civicard.adapters.db.guard import ACCESS_KEY
 from civicard.adapters.db.match_index import SqlMatchIndex
+from civicard.adapters.db.offline_store import SqlOffline
 from civicard.adapters.db.register_store import SqlProgramRegister
-from civicard.adapters.db.sale_store import SqlSales
 from civicard.adapters.db.repositories import SqlAccessLog, SqlFacts, SqlHouseholds, SqlMemberships, SqlPersons
+from civicard.adapters.db.sale_store import SqlSales
 from civicard.shared.clock import Clock
 from civicard.transparency.access import AccessContext, purpose_policy
 
@@ -46,6 +47,7 @@ class SqlUnitOfWork:
         self.decisions = SqlDecisions(conn)
         self.appeals = SqlAppeals(conn)
         self.sales = SqlSales(conn)
+        self.offline = SqlOffline(conn)
         # Imported here: dedup_store builds on the card unit of work, which builds on this one.
         from civicard.adapters.db.dedup_store import SqlDuplicates
 

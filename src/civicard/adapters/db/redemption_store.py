@@ -1,0 +1,256 @@
+"""SQL side of online redemption: the terminal's counter, the holder, PIN throttle windows, the
+Idempotency-Key claims and the redemption unit of work (cards + sales on one transaction).
+
+Idempotency (table idempotency_keys, primary key terminal + key): a request first *claims* its key
+in a short transaction of its own (a `pending` row stamped with the claim time). A concurrent
+duplicate meets the pending row (409 `request_in_progress`); a finished one gets the stored first
+answer; the same key with another body is refused. The approved answer is stored in the sale's own
+transaction, and only by the holder of the current claim (`settle` matches the claim time), so a
+claim taken over after `STALE_CLAIM` (its request died) can never lead to a second sale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from civicard.adapters.db import tables as t
+from civicard.adapters.db.card_store import SqlCardUnitOfWork
+from civicard.adapters.db.sale_store import Outlet, PostedSale, SqlSales
+from civicard.adapters.db.settlement_store import count_refusal
+from civicard.distribution.redemption import Claim, Counter, Holder, Refusal, ThrottleWindow
+from civicard.distribution.sales import BasketLine, Price, Slot
+from civicard.shared.clock import as_utc
+from civicard.shared.errors import Conflict
+
+STALE_CLAIM = timedelta(seconds=60)  # far beyond any request's lock waits; the claim's request died
+
+
+class SqlRedemptions:
+    """The RedemptionStore on the unit of work's connection."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self.sales = SqlSales(conn)
+
+    def counter(self, terminal_id: str) -> Counter | None:
+        tm, o = t.terminals, t.outlets
+        row = self.conn.execute(
+            sa.select(tm.c.id, tm.c.role, o.c.id.label("outlet_id"), o.c.name, o.c.kind, o.c.region, o.c.vendor_id)
+            .join(o, o.c.id == tm.c.outlet_id)
+            .where(tm.c.id == terminal_id, tm.c.revoked_at.is_(None), o.c.closed_at.is_(None))
+        ).first()
+        if row is None:
+            return None
+        return Counter(row.id, row.role, row.outlet_id, row.name, row.kind, row.region, row.vendor_id)
+
+    def period_status(self, period: str) -> str | None:
+        """The period's status, share-locked until the sale commits, so closing a period waits for
+        sales in flight and no sale lands in a period after it was settled."""
+        bp = t.benefit_periods
+        query = sa.select(bp.c.status).where(bp.c.period == period).with_for_update(read=True)
+        status: str | None = self.conn.execute(query).scalar_one_or_none()
+        return status
+
+    def count_refusal(self, period: str, outlet_id: str, code: str) -> None:
+        count_refusal(self.conn, period, outlet_id, code)
+
+    def holder(self, person_id: str, on: date) -> Holder | None:
+        p, m = t.persons, t.memberships
+        current = sa.and_(m.c.person_id == p.c.id, m.c.valid_to.is_(None), m.c.valid_from <= on)
+        row = self.conn.execute(
+            sa.select(p.c.id, p.c.birth_date, p.c.record_status, m.c.household_id)
+            .select_from(p.outerjoin(m, current))
+            .where(p.c.id == person_id)
+        ).first()
+        return Holder(row.id, row.birth_date, row.record_status, row.household_id) if row else None
+
+    def throttle_windows(self, buckets: Sequence[str]) -> dict[str, ThrottleWindow]:
+        s = t.sign_in_throttle
+        rows = self.conn.execute(sa.select(s).where(s.c.bucket.in_(list(buckets))))
+        return {r.bucket: ThrottleWindow(int(r.attempts), as_utc(r.window_start)) for r in rows}
+
+    def count_failure(self, bucket: str, now: datetime, window: timedelta) -> ThrottleWindow:
+        """One failure in `bucket`'s fixed window (a new window once the old one is over); atomic upsert."""
+        c = t.sign_in_throttle.c
+        expired = c.window_start <= now - window
+        dialect_insert = postgresql.insert if self.conn.dialect.name == "postgresql" else sqlite.insert
+        stmt = (
+            dialect_insert(t.sign_in_throttle)
+            .values(bucket=bucket, window_start=now, attempts=1)
+            .on_conflict_do_update(
+                index_elements=[c.bucket],
+                set_={
+                    # SET expressions read the row as it was, so both CASEs see the old window.
+                    "attempts": sa.case((expired, 1), else_=c.attempts + 1),
+                    "window_start": sa.case((expired, sa.literal(now, c.window_start.type)), else_=c.window_start),
+                },
+            )
+            .returning(c.attempts, c.window_start)
+        )
+        attempts, start = self.conn.execute(stmt).one()
+        return ThrottleWindow(int(attempts), as_utc(start))
+
+    def post(
+        self,
+        period: str,
+        household_id: str,
+        card_id: str,
+        counter: Counter,
+        basket: Sequence[BasketLine],
+        now: datetime,
+        idempotency_key: str | None,
+    ) -> PostedSale:
+        outlet = Outlet(counter.outlet_id, counter.vendor_id, counter.outlet_kind, counter.outlet_name, counter.region)
+        return self.sales.post(
+            period, household_id, card_id, counter.terminal_id, outlet, basket, "online", now, idempotency_key
+        )
+
+    def units(self, items: Sequence[str]) -> dict[str, str]:
+        i = t.items
+        return {r.code: r.unit for r in self.conn.execute(sa.select(i.c.code, i.c.unit).where(i.c.code.in_(items)))}
+
+    def entitlements(self, period: str, household_id: str) -> list[Slot]:
+        return self.sales.slots(period, household_id, lock=False)
+
+    def offer(self, period: str, outlet_kind: str) -> tuple[dict[str, str], dict[str, Price]]:
+        """Kinds of the items this outlet kind may serve, and their prices for the period."""
+        i, p = t.items, t.item_prices
+        serves = self.sales.serves(outlet_kind)
+        kinds = {r.code: r.kind for r in self.conn.execute(sa.select(i.c.code, i.c.kind).where(i.c.kind.in_(serves)))}
+        prices = {
+            r.item_code: Price(r.reference_price_minor, r.subsidized_price_minor)
+            for r in self.conn.execute(sa.select(p).where(p.c.period == period, p.c.item_code.in_(list(kinds))))
+        }
+        return kinds, prices
+
+    def settle(self, claim: Claim, status: int, body: bytes, now: datetime) -> None:
+        if not _settle(self.conn, claim, status, body, now):
+            raise Conflict("request_in_progress", "This Idempotency-Key was taken over by a later request.")
+
+
+class SqlRedemptionUnitOfWork(SqlCardUnitOfWork):
+    """Cards, the registry and redemptions on one connection and transaction."""
+
+    def __enter__(self) -> SqlRedemptionUnitOfWork:
+        super().__enter__()
+        self.redemptions = SqlRedemptions(self.connection)
+        return self
+
+    def rollback(self) -> None:
+        """Undo everything since the last commit and go on in a fresh transaction."""
+        self.connection.rollback()
+        self.connection.begin()
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    status: int
+    body: bytes
+
+
+class IdempotencyKeys:
+    """Claims and answers of Idempotency-Keys, each call its own short transaction (no personal data)."""
+
+    def __init__(self, engine: sa.Engine, stale_after: timedelta = STALE_CLAIM) -> None:
+        self.engine = engine
+        self.stale_after = stale_after
+
+    def claim(self, terminal_id: str, key: str, request_sha256: str, now: datetime) -> Claim | StoredAnswer:
+        """This request's claim on the key, or the first answer to replay; refuses a busy or reused key."""
+        k = t.idempotency_keys
+        with self.engine.connect() as conn:
+            try:
+                conn.execute(
+                    sa.insert(k).values(
+                        terminal_id=terminal_id, key=key, request_sha256=request_sha256, state="pending", created_at=now
+                    )
+                )
+                conn.commit()
+                return Claim(terminal_id, key, now)
+            except IntegrityError:
+                conn.rollback()  # PostgreSQL aborts the transaction on a duplicate key
+            row = conn.execute(sa.select(k).where(k.c.terminal_id == terminal_id, k.c.key == key)).first()
+            if row is None:  # claimed and released (a transient failure) in between: try once more
+                return self._retake(conn, terminal_id, key, request_sha256, now)
+            if row.request_sha256 != request_sha256:
+                raise Refusal("idempotency_key_reused", "This Idempotency-Key was used for another request.")
+            if row.state == "done":
+                return StoredAnswer(int(row.response_status), str(row.response_body).encode())
+            claimed_at = as_utc(row.created_at)
+            if now - claimed_at < self.stale_after:
+                raise _in_progress()
+            taken = conn.execute(
+                sa.update(k)
+                .where(k.c.terminal_id == terminal_id, k.c.key == key, k.c.state == "pending")
+                .where(k.c.created_at == row.created_at)
+                .values(created_at=now)
+            ).rowcount
+            conn.commit()
+        if taken != 1:
+            raise _in_progress()
+        return Claim(terminal_id, key, now)
+
+    def _retake(self, conn: sa.Connection, terminal_id: str, key: str, sha: str, now: datetime) -> Claim:
+        try:
+            conn.execute(
+                sa.insert(t.idempotency_keys).values(
+                    terminal_id=terminal_id, key=key, request_sha256=sha, state="pending", created_at=now
+                )
+            )
+            conn.commit()
+        except IntegrityError:
+            raise _in_progress() from None
+        return Claim(terminal_id, key, now)
+
+    def settle(self, claim: Claim, status: int, body: bytes, now: datetime) -> bool:
+        """Store a refusal as the key's answer; False if the claim was taken over meanwhile."""
+        with self.engine.connect() as conn:
+            done = _settle(conn, claim, status, body, now)
+            conn.commit()
+        return done
+
+    def release(self, claim: Claim) -> None:
+        """Forget a claim whose request ended without a final answer (auth, throttle, server error)."""
+        k = t.idempotency_keys
+        with self.engine.connect() as conn:
+            conn.execute(
+                sa.delete(k).where(
+                    k.c.terminal_id == claim.terminal_id,
+                    k.c.key == claim.key,
+                    k.c.state == "pending",
+                    k.c.created_at == claim.claimed_at,
+                )
+            )
+            conn.commit()
+
+
+def _settle(conn: sa.Connection, claim: Claim, status: int, body: bytes, now: datetime) -> bool:
+    k = t.idempotency_keys
+    values: dict[str, Any] = {
+        "state": "done",
+        "response_status": status,
+        "response_body": body.decode(),
+        "finished_at": now,
+    }
+    done = conn.execute(
+        sa.update(k)
+        .where(
+            k.c.terminal_id == claim.terminal_id,
+            k.c.key == claim.key,
+            k.c.state == "pending",
+            k.c.created_at == claim.claimed_at,
+        )
+        .values(**values)
+    ).rowcount
+    return bool(done == 1)
+
+
+def _in_progress() -> Conflict:
+    return Conflict("request_in_progress", "A request with this Idempotency-Key is still being processed; retry soon.")
