@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from civicard.adapters.cli.main import app
 from civicard.adapters.db import tables as t
 from tests.e2e.conftest import REVIEWER, LiveServer
-from tests.integration.distribution_fixtures import DistributionTown, build_distribution_town, system_uow
+from tests.integration.distribution_fixtures import PIN, DistributionTown, build_distribution_town, system_uow
 
 runner = CliRunner()
 
@@ -106,3 +106,17 @@ def test_reviewers_list_offline_conflicts_and_others_may_not(live_server: LiveSe
     assert anonymous.status_code == 401
     keys = httpx.get(f"{live_server.base_url}/v1/keys/offline-bundle", timeout=10.0)
     assert keys.status_code == 200 and keys.headers["content-type"] == "application/cose-key-set"
+
+
+def test_an_online_sale_from_the_terminal_cli_is_approved_once_and_refusals_say_their_code(
+    live_server: LiveServer, town: DistributionTown, tmp_path: Path
+) -> None:
+    terminal_id = register(live_server, town, tmp_path)
+    card = town.adults[1]
+    before = town.remaining(card.household_id, "RICE-1KG")
+    code, shown = terminal(tmp_path, "sell", "--card", card.token, "--pin", PIN, "--item", "RICE-1KG=1")
+    assert code == 0 and "APPROVED" in shown and "RICE-1KG × 1" in shown, shown
+    assert town.remaining(card.household_id, "RICE-1KG") == before - 1
+    assert offline_ledger(town, terminal_id) == [("online", "RICE-1KG", 1)]
+    code, shown = terminal(tmp_path, "sell", "--card", card.token, "--pin", PIN, "--item", "RICE-1KG=999")
+    assert code == 1 and "insufficient_remaining" in shown, shown

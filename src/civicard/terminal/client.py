@@ -53,13 +53,14 @@ BUNDLE_PATH = "/v1/terminal/bundle"
 RECEIPTS_PATH = "/v1/terminal/receipts"
 CARD_KEYS_PATH = "/v1/keys"
 BUNDLE_KEYS_PATH = "/v1/keys/offline-bundle"
+REDEEM_PATH = "/v1/redemptions"
 
 
 class ServerApi(Protocol):
     """What sync needs from the server (TerminalHttp over HTTP; a fake in unit tests)."""
 
     def get(self, path: str) -> bytes: ...
-    def post_json(self, path: str, body: dict[str, Any]) -> Any: ...
+    def post_json(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any: ...
 
 
 class TerminalHttp:
@@ -80,9 +81,9 @@ class TerminalHttp:
     def get(self, path: str) -> bytes:
         return self._send("GET", path, b"").content
 
-    def post_json(self, path: str, body: dict[str, Any]) -> Any:
+    def post_json(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
         raw = json.dumps(body, separators=(",", ":")).encode()
-        return self._send("POST", path, raw, {"Content-Type": "application/json"}).json()
+        return self._send("POST", path, raw, {"Content-Type": "application/json", **(headers or {})}).json()
 
     def _send(self, method: str, path: str, body: bytes, extra: dict[str, str] | None = None) -> httpx.Response:
         when, nonce = int(time.time()), secrets.token_urlsafe(24)
@@ -301,6 +302,20 @@ class TerminalClient:
         )
 
     # --- looking at it -------------------------------------------------------------------------
+
+    def sell_online(self, api: ServerApi, card: str, pin: str, basket: Sequence[BasketLine]) -> Any:
+        """Redeem online (POST /v1/redemptions). A lost answer is retried with the same
+        Idempotency-Key, so the server redeems at most once and answers the retry with the first answer."""
+        body = {"card_token": card, "pin": pin, "basket": [{"item": b.item, "quantity": b.quantity} for b in basket]}
+        key = secrets.token_urlsafe(24)
+        for attempt in range(3):
+            try:
+                return api.post_json(REDEEM_PATH, body, {"Idempotency-Key": key})
+            except Unavailable:
+                if attempt == 2:
+                    raise
+                time.sleep(1 + attempt)
+        raise AssertionError("unreachable")
 
     def queue(self) -> list[QueuedReceipt]:
         return self.store.receipts(unsynced_only=True)

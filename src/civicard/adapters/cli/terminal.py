@@ -107,6 +107,34 @@ def redeem(
     _run(directory, step)
 
 
+@terminal_app.command("sell")
+def sell(
+    card: Annotated[str, typer.Option("--card", help="The scanned card code (CC1:…).")],
+    item: Annotated[list[str], typer.Option("--item", help="CODE=QUANTITY; repeat for each item.")],
+    pin: Annotated[str, typer.Option("--pin", prompt=True, hide_input=True, help="The card holder's PIN.")],
+    directory: Directory = DEFAULT_DIR,
+) -> None:
+    """Sell online: the server checks the card and PIN and redeems in one transaction."""
+    basket = [_line(text) for text in item]
+
+    def step(client: TerminalClient) -> None:
+        api = client.http()
+        try:
+            receipt = client.sell_online(api, card, pin, basket)
+        finally:
+            api.close()
+        out.print(f"APPROVED {receipt['transaction_id']} ({receipt['period']}), holder {receipt['holder']}")
+        for line in receipt["items"]:
+            out.print(
+                f"  {line['item']} × {line['granted']} at {line['unit_price_minor'] / 100:.2f} "
+                f"= {line['amount_minor'] / 100:.2f} (left {line['remaining']} {line['unit']})",
+                highlight=False,
+            )
+        out.print(f"  to pay {receipt['total_minor'] / 100:.2f}")
+
+    _run(directory, step)
+
+
 @terminal_app.command("queue")
 def queue(directory: Directory = DEFAULT_DIR) -> None:
     """The receipts not yet synced, in order."""
