@@ -20,7 +20,7 @@ from civicard.adapters.db.log_store import latest_checkpoint
 from civicard.adapters.db.migrate import upgrade
 from civicard.adapters.demo_accounts import ensure_demo_accounts, print_demo_accounts
 from civicard.bootstrap import Container
-from civicard.identity.cards import issue_card
+from civicard.identity.cards import card_token, issue_card
 from civicard.identity.credentials import format_handle
 from civicard.programs.cycles import period_of
 from civicard.registry.enrollment import CreateHousehold, EnrollPerson, create_household, enroll_person
@@ -56,10 +56,14 @@ def load_demo_town(container: Container, households: int, seed: int, console: Co
         console.print(f"Access log: {folded:,} new entries folded; signed checkpoint covers {latest.tree_size:,}.")
     _print_guide(container, console)
     print_demo_accounts(accounts, console)
-    handle = _showcase_handle(container)
-    if handle:
+    showcase = _showcase_card(container)
+    if showcase:
+        handle, code = showcase
         console.print(
             f"  resident       {SHOWCASE_NAME}: card {handle}, PIN {SHOWCASE_PIN}  →  http://127.0.0.1:8000/me\n"
+            f"                 what her card's QR code holds (for a terminal): {code}\n",
+            highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -166,14 +170,18 @@ def _issue_showcase_card(container: Container, registrar: Actor, person_id: str)
         issue_card(uow, container.card_keys, person_id, pin=SHOWCASE_PIN)
 
 
-def _showcase_handle(container: Container) -> str | None:
-    with container.uow(DEMO_SYSTEM) as uow:
+def _showcase_card(container: Container) -> tuple[str, str] | None:
+    """María José's printed handle and her card's QR text (demo: so a terminal can be tried by hand)."""
+    with SqlCardUnitOfWork(container.engine, DEMO_SYSTEM, container.clock) as uow:
         handle = uow.connection.execute(
             select(tables.cards.c.handle)
             .join(tables.persons, tables.persons.c.id == tables.cards.c.person_id)
             .where(tables.persons.c.national_id == "52123456", tables.cards.c.status == "valid")
         ).scalar()
-    return format_handle(handle) if handle else None
+        card = uow.cards.by_handle(handle) if handle else None
+        if card is None:
+            return None
+        return format_handle(card.handle), card_token(card, container.card_keys)
 
 
 def _daily_reads(container: Container, staff: dict[str, Actor], family: list[str]) -> None:
