@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from civicard.adapters.db.program_inputs import registry_inputs
@@ -100,13 +101,20 @@ def run_cycle(
         ]
     )
     by_program = {v.program: v for v in versions}
+    eligible = {p: int(pc.sum(pc.equal(table.column(f"{p}__status"), "eligible")).as_py() or 0) for p in by_program}
+    # Only households whose inputs or rules differ from their stored decisions are looked at again.
+    stored = uow.decisions.current_keys(period)
+    todo = [
+        h
+        for h, (sha, _text) in snapshots.items()
+        if any(stored.get((h, p)) != (v.sha256, sha) for p, v in by_program.items())
+    ]
+    if len(todo) < len(snapshots):
+        table = table.filter(pc.is_in(table.column("household_id"), value_set=pa.array(todo, pa.string())))
     proposed = _proposed(table, columns, by_program, snapshots)
     progress("store", 0, len(proposed))
-    changes, writes = apply(uow.decisions, period, proposed, "cycle", run_id, now)
+    changes, writes = apply(uow.decisions, period, proposed, "cycle", run_id, now, todo if stored else None)
     progress("store", len(proposed), len(proposed))
-    eligible = {p: 0 for p in by_program}
-    for p in proposed:
-        eligible[p.program] += p.outcome.status == "eligible"
     report = CycleReport(
         run_id=run_id,
         period=period,

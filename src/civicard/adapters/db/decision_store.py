@@ -98,6 +98,17 @@ class SqlDecisions:
                 )
         return found
 
+    def current_keys(self, period: str) -> dict[tuple[str, str], tuple[str, str]]:
+        """(household, program) → (rules hash, inputs hash) of the period's current decisions:
+        enough to tell which households a new run must look at, without reading the outcomes."""
+        d = t.decisions
+        rows = self.conn.execute(
+            sa.select(d.c.household_id, d.c.program, d.c.rules_sha256, d.c.inputs_sha256).where(
+                d.c.period == period, d.c.superseded_at.is_(None)
+            )
+        )
+        return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
     def entitlements(
         self, period: str, household_ids: Sequence[str]
     ) -> dict[tuple[str, str], dict[str, tuple[str, int, int]]]:
