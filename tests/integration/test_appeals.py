@@ -16,7 +16,7 @@ from civicard.adapters.bulk.cycle import run_cycle
 from civicard.adapters.bulk.importer import import_population
 from civicard.adapters.db import tables as t
 from civicard.programs import appeals
-from civicard.programs.cycles import Outcome
+from civicard.programs.engines import Outcome
 from civicard.programs.explain import DecisionNotReproducible, explain
 from civicard.registry.lookup import get_household
 from civicard.registry.population import PopulationSpec, generate_population

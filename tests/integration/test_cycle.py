@@ -15,8 +15,8 @@ import yaml
 from civicard.adapters.bulk.cycle import run_cycle
 from civicard.adapters.bulk.importer import import_population
 from civicard.adapters.db import tables as t
-from civicard.programs.cycles import Outcome
 from civicard.programs.decisions import decide
+from civicard.programs.engines import Outcome
 from civicard.programs.household_inputs import facts_of_household
 from civicard.programs.reevaluation import reevaluate_household
 from civicard.programs.rulepack import rulepack_from_dict

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from civicard.programs.decisions import Decision, HouseholdFacts
+from civicard.programs.decisions import HouseholdFacts
+from civicard.programs.engines import Outcome
 from civicard.shared.errors import InvalidInput
 from civicard.shared.ids import new_id
 
@@ -72,40 +73,6 @@ def facts_from_snapshot(text: str) -> HouseholdFacts:
     """The inputs a decision was made on, back from its stored snapshot (for explanations)."""
     raw = json.loads(text)
     return HouseholdFacts(dict(raw["household"]), [dict(m) for m in raw["members"]])
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a decision says: the part that, if it changes, makes a new decision."""
-
-    status: str
-    amount_minor: int
-    conditions: tuple[tuple[str, bool | None], ...]
-    items: tuple[tuple[str, int], ...]
-
-    @classmethod
-    def of(cls, decision: Decision) -> Outcome:
-        return cls(
-            decision.status,
-            decision.amount_minor,
-            tuple((c.name, c.met) for c in decision.conditions),
-            tuple(sorted((code, q) for code, q in decision.items.items() if q > 0)),
-        )
-
-    def conditions_json(self) -> str:
-        return json.dumps([[name, met] for name, met in self.conditions], separators=(",", ":"))
-
-    def items_json(self) -> str:
-        return json.dumps(dict(self.items), sort_keys=True, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, status: str, amount_minor: int, conditions: str, items: str) -> Outcome:
-        return cls(
-            status,
-            int(amount_minor),
-            tuple((str(n), m) for n, m in json.loads(conditions)),
-            tuple(sorted((str(c), int(q)) for c, q in json.loads(items).items())),
-        )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ sqlite3 or psycopg); the tables are temporary.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -41,7 +42,23 @@ class Outcome:
             decision.status,
             decision.amount_minor,
             tuple((c.name, c.met) for c in decision.conditions),
-            tuple(sorted(decision.items.items())),
+            tuple(sorted((code, q) for code, q in decision.items.items() if q > 0)),
+        )
+
+    def conditions_json(self) -> str:
+        return json.dumps([[name, met] for name, met in self.conditions], separators=(",", ":"))
+
+    def items_json(self) -> str:
+        return json.dumps(dict(self.items), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, status: str, amount_minor: int, conditions: str, items: str) -> Outcome:
+        """An outcome as stored (decisions table: conditions and items as JSON)."""
+        return cls(
+            status,
+            int(amount_minor),
+            tuple((str(n), m) for n, m in json.loads(conditions)),
+            tuple(sorted((str(c), int(q)) for c, q in json.loads(items).items())),
         )
 
 
@@ -85,7 +102,7 @@ def run_on_engine(
     cur.execute(query + " ORDER BY 1")
     rows = cur.fetchall()
     cur.close()
-    return [_outcomes(packs, columns, row) for row in rows]
+    return [row_outcomes([p.program for p in packs], columns, row[1:]) for row in rows]
 
 
 def _cell(value: Any, kind: str, engine: str) -> Any:
@@ -96,9 +113,10 @@ def _cell(value: Any, kind: str, engine: str) -> Any:
     return float(value)
 
 
-def _outcomes(packs: Sequence[RulePack], columns: Sequence[Any], row: Sequence[Any]) -> dict[str, Outcome]:
-    by_program: dict[str, dict[str, Any]] = {p.program: {"conditions": [], "items": []} for p in packs}
-    for column, value in zip(columns, row[1:], strict=True):
+def row_outcomes(programs: Sequence[str], columns: Sequence[Any], values: Sequence[Any]) -> dict[str, Outcome]:
+    """One household's row of `decisions_query` (without its household id) as {program: Outcome}."""
+    by_program: dict[str, dict[str, Any]] = {p: {"conditions": [], "items": []} for p in programs}
+    for column, value in zip(columns, values, strict=True):
         slot = by_program[column.program]
         if column.part == "status":
             slot["status"] = value

@@ -14,8 +14,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from civicard.programs.cycles import Outcome, facts_from_snapshot, period_start
+from civicard.programs.cycles import facts_from_snapshot, period_start
 from civicard.programs.decisions import decide
+from civicard.programs.engines import Outcome
 from civicard.programs.expressions import Ref
 from civicard.programs.inputs import InputField, rule_inputs
 from civicard.programs.rulepack import RulePack

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from civicard.programs.cycles import DecisionChange, Outcome, Proposed, apply, inputs_json, period_start, snapshot_id
+from civicard.programs.cycles import DecisionChange, Proposed, apply, inputs_json, period_start, snapshot_id
 from civicard.programs.decisions import decide
+from civicard.programs.engines import Outcome
 from civicard.programs.household_inputs import facts_of_household
 from civicard.registry.lookup import get_household
 

@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 from civicard.adapters.db.program_inputs import registry_inputs
 from civicard.adapters.db.uow import SqlUnitOfWork
 from civicard.programs.bulk import decide_bulk
-from civicard.programs.cycles import DecisionChange, Outcome, Proposed, apply, inputs_json, period_start, snapshot_id
+from civicard.programs.cycles import DecisionChange, Proposed, apply, inputs_json, period_start, snapshot_id
+from civicard.programs.engines import row_outcomes
 from civicard.programs.sql import Column
 from civicard.shared.errors import Conflict, NotFound
 from civicard.shared.ids import new_id
@@ -163,30 +164,12 @@ def _snapshots(households: pa.Table, members: pa.Table) -> dict[str, tuple[str, 
 def _proposed(
     table: pa.Table, columns: list[Column], versions: dict[str, Any], snapshots: dict[str, tuple[str, str]]
 ) -> list[Proposed]:
-    proposed = []
     names = [c.name for c in columns]
-    for row in table.select(["household_id", *names]).to_pylist():
-        parts: dict[str, dict[str, Any]] = {p: {"conditions": [], "items": {}} for p in versions}
-        for column in columns:
-            value = row[column.name]
-            slot = parts[column.program]
-            if column.part == "status":
-                slot["status"] = value
-            elif column.part == "amount":
-                slot["amount"] = int(value)
-            elif column.part.startswith("condition:"):
-                slot["conditions"].append((column.part.split(":", 1)[1], None if value is None else bool(value)))
-            else:
-                code = column.part.split(":", 1)[1]
-                slot["items"][code] = slot["items"].get(code, 0) + int(value)
-        household = row["household_id"]
-        for program, slot in parts.items():
-            outcome = Outcome(
-                slot["status"],
-                slot["amount"],
-                tuple(slot["conditions"]),
-                tuple(sorted((c, q) for c, q in slot["items"].items() if q > 0)),
-            )
+    programs = list(versions)
+    proposed = []
+    for row in zip(*(table.column(n).to_pylist() for n in ["household_id", *names]), strict=True):
+        household = row[0]
+        for program, outcome in row_outcomes(programs, columns, row[1:]).items():
             v = versions[program]
             proposed.append(Proposed(household, program, v.id, v.sha256, snapshots[household][0], outcome))
     return proposed

@@ -15,7 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from civicard.adapters.db import tables as t
-from civicard.programs.cycles import Outcome, Stored, WriteSet
+from civicard.programs.cycles import Stored, WriteSet
+from civicard.programs.engines import Outcome
 
 PARTITIONED = ("decision_inputs", "decisions", "entitlements", "redemptions", "ledger_lines")
 _IN = 500  # ids per IN (...) list
