@@ -46,7 +46,16 @@ SIGN_OUT = ("DELETE", "/v1/sessions/current")
 REDEEM, CARD_CHECK = "/v1/redemptions", "/v1/terminal/card-check"
 # Signed terminal routes answer 401 to a generated request that no longer matches its signature.
 AUTHENTICATING_PATHS = frozenset(
-    {"/v1/sessions", "/v1/sessions/current", PING, REDEEM, CARD_CHECK, "/v1/terminal/bundle", "/v1/terminal/receipts"}
+    {
+        "/v1/sessions",
+        "/v1/sessions/current",
+        PING,
+        REDEEM,
+        CARD_CHECK,
+        "/v1/redemptions/fallback",
+        "/v1/terminal/bundle",
+        "/v1/terminal/receipts",
+    }
 )
 FUZZ_SETTINGS = settings(
     max_examples=25,

@@ -14,6 +14,7 @@ from civicard.adapters.api.access import App
 from civicard.adapters.api.appeal_routes import router as appeal_router
 from civicard.adapters.api.card_routes import router as card_router
 from civicard.adapters.api.dedup_routes import router as dedup_router
+from civicard.adapters.api.fallback_routes import router as fallback_router
 from civicard.adapters.api.log_routes import router as log_router
 from civicard.adapters.api.offline_routes import router as offline_router
 from civicard.adapters.api.problems import install_problem_handlers, problem
@@ -61,6 +62,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(program_router)
     app.include_router(offline_router)
     app.include_router(settlement_router)
+    app.include_router(fallback_router)
     app.include_router(redemption_router)
     _health(app)
     app.include_router(pages_router)

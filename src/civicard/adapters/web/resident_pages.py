@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from civicard.adapters.api.access import App
 from civicard.adapters.api.session_routes import client_address
 from civicard.adapters.db import log_store
+from civicard.adapters.db.fallback_store import TerminalOutlet, terminal_outlets
 from civicard.adapters.web.pages import render, render_error, session_of, with_session_cookie
 from civicard.identity.staff import StaffAccount
 from civicard.shared.errors import DomainError
@@ -22,6 +23,8 @@ from civicard.transparency.access import AccessContext, purpose_policy
 from civicard.transparency.proofs import verify_resident_log
 
 router = APIRouter(include_in_schema=False)
+FALLBACK_DETAIL = "redemption.fallback "
+FALLBACK_NOTE = " — sin PIN, foto verificada, supervisor / without PIN, photo checked, supervisor attested"
 
 
 @router.get("/me", response_class=HTMLResponse)
@@ -51,6 +54,8 @@ def my_log(request: Request, app: App) -> Response:
     me = session.principal
     with app.uow(AccessContext(me.actor(), "self_access")) as uow:
         log = log_store.resident_log(uow, me.id)
+        terminals = {e.entry.actor for e in log.entries if e.entry.role == "vendor"}
+        outlets = terminal_outlets(uow.connection, terminals)
     verification = verify_resident_log(log, app.log_signer.verifier)
     verdicts = {v.seq: v for v in verification.entries}
     staff = {a.id: a for a in app.auth.list_staff_accounts()}
@@ -59,7 +64,7 @@ def my_log(request: Request, app: App) -> Response:
             "entry": e.entry,
             "leaf_index": e.leaf_index,
             "verdict": verdicts.get(e.entry.seq),
-            "who": _who(e.entry.actor, e.entry.role, me.id, staff),
+            "who": _who(e.entry.actor, e.entry.role, me.id, staff, outlets, e.entry.detail),
         }
         for e in reversed(log.entries)
     ]
@@ -74,8 +79,21 @@ def my_log(request: Request, app: App) -> Response:
     )
 
 
-def _who(actor: str, role: str, me: str, staff: Mapping[str, StaffAccount]) -> str:
+def _who(
+    actor: str,
+    role: str,
+    me: str,
+    staff: Mapping[str, StaffAccount],
+    outlets: Mapping[str, TerminalOutlet],
+    detail: str = "",
+) -> str:
+    """A person reads 'Tienda La Esquina (vendor)', not a terminal id; staff by their display name.
+    A sale without PIN says so, since the holder did not type it."""
     if actor == me:
         return "Usted / You"
+    outlet = outlets.get(actor) if role == "vendor" else None
+    if outlet is not None:
+        served = FALLBACK_NOTE if detail.startswith(FALLBACK_DETAIL) else ""
+        return f"{outlet.label} ({role}){served}"
     account = staff.get(actor)
     return f"{account.display_name} ({role})" if account else f"{actor} ({role})"
