@@ -50,6 +50,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/dedup_bench.py
 	$(BIN)/python bench/enrollment_match_bench.py
 	$(BIN)/python bench/rules_bench.py
+	$(BIN)/python bench/redemption_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

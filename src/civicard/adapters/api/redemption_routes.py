@@ -10,6 +10,7 @@ that are not final (401/403 authentication, 429 throttling, 5xx) are not stored:
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response, status
@@ -66,23 +67,31 @@ async def create_redemption(
     """Redeem a basket for the card holder's household (card token + PIN), once per Idempotency-Key."""
     keys = _keys(request, app)
     fingerprint = hashlib.sha256(await request.body()).hexdigest()
+    command = RedeemCommand(body.card_token, body.pin, body.lines())
+    # One trip to the thread pool for the claim, the sale and the answer's storage.
+    return await run_in_threadpool(_claim_and_redeem, app, keys, terminal, command, idempotency_key, fingerprint)
+
+
+def _claim_and_redeem(
+    app: Container, keys: RedemptionKeys, terminal: Principal, command: RedeemCommand, key: str, fingerprint: str
+) -> Response:
+    """Claim the key (or replay its first answer), redeem, and store a final answer under the claim."""
     ledger = IdempotencyKeys(app.engine)
-    found = await run_in_threadpool(ledger.claim, terminal.id, idempotency_key, fingerprint, app.clock.now())
+    found = ledger.claim(terminal.id, key, fingerprint, app.clock.now())
     if isinstance(found, StoredAnswer):
         return Response(found.body, found.status, media_type=JSON if found.status < 400 else PROBLEM)
-    command = RedeemCommand(body.card_token, body.pin, body.lines(), found)
     try:
-        answer = await run_in_threadpool(_redeem, app, keys, terminal, command)
+        answer = _redeem(app, keys, terminal, replace(command, claim=found))
     except DomainError as refused:
         code, headers = http_status(refused)
         if code != status.HTTP_422_UNPROCESSABLE_CONTENT:
-            await run_in_threadpool(ledger.release, found)
+            ledger.release(found)
             raise
         content = _problem_bytes(refused, code)
-        await run_in_threadpool(ledger.settle, found, code, content, app.clock.now())
+        ledger.settle(found, code, content, app.clock.now())
         return Response(content, code, media_type=PROBLEM, headers=headers)
     except BaseException:
-        await run_in_threadpool(ledger.release, found)
+        ledger.release(found)
         raise
     return Response(answer, status.HTTP_201_CREATED, media_type=JSON)
 
