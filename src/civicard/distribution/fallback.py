@@ -47,13 +47,13 @@ from civicard.distribution.redemption import (
     Holder,
     PostedSale,
     Receipt,
-    ReceiptLine,
     RedemptionKeys,
     Refusal,
+    build_receipt,
+    card_in_force,
 )
 from civicard.distribution.sales import BasketLine, check_basket
 from civicard.identity.cards import Card, CardStore
-from civicard.identity.credentials import verify_token
 from civicard.identity.terminal_auth import CLOCK_SKEW, verify_signature
 from civicard.programs.cycles import period_of, period_start
 from civicard.shared.clock import Clock
@@ -262,18 +262,7 @@ def _sell(
 
 def _card(uow: FallbackUnitOfWork, keys: RedemptionKeys, token: str, now: datetime) -> Card:
     """The scanned token verified, then the card as the database knows it now (row locked)."""
-    try:
-        claims = verify_token(token, keys.keyring, now)
-    except DomainError as refused:
-        raise Refusal(refused.code, refused.message) from None
-    card = uow.cards.by_handle(claims.handle, True)
-    if card is None or card.status_index != claims.status_index or card.issued_at != claims.issued_at:
-        raise Refusal("unknown_card", "This card is not known; ask the holder to see a registrar.")
-    if card.status != "valid":
-        raise Refusal(f"card_{card.status}", f"This card is {card.status}.")
-    if card.expires_at <= now:
-        raise Refusal("card_expired", "This card has expired.")
-    return card
+    return card_in_force(uow.cards, keys, token, now, True)
 
 
 def _check_attestation(
@@ -318,18 +307,4 @@ def _check_caps(basket: Sequence[BasketLine], caps: Mapping[str, int], used: Map
 def _receipt(
     store: FallbackStore, keys: RedemptionKeys, counter: Counter, holder: Holder, period: str, sale: PostedSale
 ) -> Receipt:
-    quantities: dict[str, int] = {}
-    amounts: dict[str, int] = {}
-    prices: dict[str, int] = {}
-    for a in sale.allocations:
-        quantities[a.item] = quantities.get(a.item, 0) + a.quantity
-        amounts[a.item] = amounts.get(a.item, 0) + a.paid_minor
-        prices[a.item] = a.price.subsidized_minor
-    units = store.units(sorted(quantities))
-    lines = tuple(
-        ReceiptLine(
-            item, quantities[item], sale.remaining.get(item, 0), units.get(item, "unit"), prices[item], amounts[item]
-        )
-        for item in sorted(quantities)
-    )
-    return Receipt(sale.redemption_id, period, keys.pseudonym(counter.vendor_id, holder.person_id), lines)
+    return build_receipt(store.units, keys, counter, holder, period, sale)

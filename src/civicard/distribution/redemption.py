@@ -363,12 +363,16 @@ def _check_throttle(uow: RedemptionUnitOfWork, counter: Counter, now: datetime, 
 
 
 def _card(uow: RedemptionUnitOfWork, keys: RedemptionKeys, token: str, now: datetime, for_update: bool) -> Card:
+    return card_in_force(uow.cards, keys, token, now, for_update)
+
+
+def card_in_force(cards: CardStore, keys: RedemptionKeys, token: str, now: datetime, for_update: bool) -> Card:
     """The scanned token verified offline-style, then the card as the database knows it now."""
     try:
         claims = verify_token(token, keys.keyring, now)
     except DomainError as refused:
         raise Refusal(refused.code, refused.message) from None
-    card = uow.cards.by_handle(claims.handle, for_update)
+    card = cards.by_handle(claims.handle, for_update)
     if card is None or card.status_index != claims.status_index or card.issued_at != claims.issued_at:
         raise Refusal("unknown_card", "This card is not known; ask the holder to see a registrar.")
     if card.status != "valid":
@@ -426,6 +430,18 @@ def _refuse_sale(
 def _receipt(
     uow: RedemptionUnitOfWork, keys: RedemptionKeys, counter: Counter, holder: Holder, period: str, sale: PostedSale
 ) -> Receipt:
+    return build_receipt(uow.redemptions.units, keys, counter, holder, period, sale)
+
+
+def build_receipt(
+    units_of: Callable[[Sequence[str]], dict[str, str]],
+    keys: RedemptionKeys,
+    counter: Counter,
+    holder: Holder,
+    period: str,
+    sale: PostedSale,
+) -> Receipt:
+    """What the vendor is told of a sale: per item granted, left, unit, price, amount; their pseudonym."""
     quantities: dict[str, int] = {}
     amounts: dict[str, int] = {}
     prices: dict[str, int] = {}
@@ -433,7 +449,7 @@ def _receipt(
         quantities[a.item] = quantities.get(a.item, 0) + a.quantity
         amounts[a.item] = amounts.get(a.item, 0) + a.paid_minor
         prices[a.item] = a.price.subsidized_minor
-    units = uow.redemptions.units(sorted(quantities))
+    units = units_of(sorted(quantities))
     lines = tuple(
         ReceiptLine(
             item, quantities[item], sale.remaining.get(item, 0), units.get(item, "unit"), prices[item], amounts[item]
