@@ -26,9 +26,11 @@ from civicard.adapters.api.settlement_routes import router as settlement_router
 from civicard.adapters.db.migrate import head_revision
 from civicard.adapters.web.appeal_pages import router as appeal_pages_router
 from civicard.adapters.web.card_pages import router as card_pages_router
+from civicard.adapters.web.cycle_pages import router as cycle_pages_router
 from civicard.adapters.web.enroll_pages import router as enroll_pages_router
 from civicard.adapters.web.pages import mount_static
 from civicard.adapters.web.pages import router as pages_router
+from civicard.adapters.web.program_pages import router as program_pages_router
 from civicard.adapters.web.resident_pages import router as resident_router
 from civicard.adapters.web.review_pages import router as review_pages_router
 from civicard.bootstrap import Container
@@ -71,6 +73,8 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(enroll_pages_router)
     app.include_router(review_pages_router)
     app.include_router(appeal_pages_router)
+    app.include_router(cycle_pages_router)
+    app.include_router(program_pages_router)
     mount_static(app)
     return app
 

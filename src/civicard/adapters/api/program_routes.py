@@ -8,10 +8,8 @@ under `impact_preview`), so no X-Civicard-Purpose header is needed.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, status
 from sqlalchemy.exc import IntegrityError
 
@@ -25,16 +23,12 @@ from civicard.adapters.api.program_schemas import (
     ProposalOut,
     RegisteredOut,
 )
-from civicard.adapters.db.program_inputs import registry_inputs
 from civicard.adapters.db.register_store import RegisteredVersion, SqlProgramRegister
-from civicard.adapters.db.uow import SqlUnitOfWork
+from civicard.adapters.publication import impact_reader, postgres_connector, publication_uow
 from civicard.bootstrap import Container
 from civicard.identity.staff import StaffAccount
 from civicard.programs import publishing
-from civicard.programs.projection import RuleInputs
-from civicard.programs.publishing import Connect
 from civicard.shared.errors import Conflict, Forbidden, NotFound
-from civicard.transparency.access import AccessContext, Actor
 
 router = APIRouter(prefix="/v1", tags=["programs"])
 PUBLIC = ("published", "retired")
@@ -82,14 +76,14 @@ def propose_version(body: ProposalIn, app: App, who: Annotated[Caller, Depends(c
     """Check, test on every engine, preview the impact (aggregates only) and register a rule file as proposed."""
     account = _program_admin(app, who)
     try:
-        with _uow(app, account) as uow:
+        with publication_uow(app, account) as uow:
             proposal = publishing.propose(
                 uow,
                 body.source,
                 account,
                 body.note,
-                read_inputs=_impact_reader(app, account),
-                connect_postgres=_postgres(app.engine),
+                read_inputs=impact_reader(app, account),
+                connect_postgres=postgres_connector(app.engine),
             )
     except IntegrityError:  # another proposal of the same version or text committed first
         raise Conflict("version_exists", "this version or text was registered at the same moment") from None
@@ -102,7 +96,7 @@ def approve_version(
 ) -> RegisteredOut:
     """Publish a proposed version: only a program administrator other than its proposer may."""
     account = _program_admin(app, who)
-    with _uow(app, account) as uow:
+    with publication_uow(app, account) as uow:
         decided = publishing.approve(uow, version_id, account, body.note)
     return RegisteredOut.of(_registered(decided))
 
@@ -113,7 +107,7 @@ def reject_version(
 ) -> RegisteredOut:
     """Turn a proposed version down (another program administrator than its proposer)."""
     account = _program_admin(app, who)
-    with _uow(app, account) as uow:
+    with publication_uow(app, account) as uow:
         decided = publishing.reject(uow, version_id, account, body.note)
     return RegisteredOut.of(_registered(decided))
 
@@ -125,33 +119,6 @@ def _program_admin(app: Container, who: Caller) -> StaffAccount:
             if account.id == principal.id and account.active:
                 return account
     raise Forbidden("not_program_admin", "Only a program administrator may propose or decide program rules.")
-
-
-def _uow(app: Container, account: StaffAccount) -> SqlUnitOfWork:
-    return app.uow(AccessContext(Actor(account.id, account.role), publishing.PURPOSE))
-
-
-def _impact_reader(app: Container, account: StaffAccount) -> publishing.InputsReader:
-    context = AccessContext(Actor(account.id, account.role), "impact_preview")
-
-    def read(day: date, detail: str) -> RuleInputs:
-        with app.uow(context) as uow:
-            inputs = registry_inputs(uow, day, detail)
-            uow.commit()
-        return inputs
-
-    return read
-
-
-def _postgres(engine: sa.Engine) -> Connect | None:
-    if engine.dialect.name != "postgresql":
-        return None
-    import psycopg
-
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    # Only the session's temporary schema on the path: the tests' tables are called `households` and
-    # `members`, and must never resolve to (or drop) the registry's own tables.
-    return lambda: psycopg.connect(url, options="-c search_path=pg_temp")
 
 
 def _registered(version: publishing.RegisteredView) -> RegisteredVersion:

@@ -1,8 +1,8 @@
 """Running a benefit cycle: registry → rule inputs → decisions (DuckDB) → Parquet → database.
 
 One transaction: the household reads are logged, the input snapshots, decisions and
-entitlements are written (COPY on PostgreSQL), and the run is recorded — or nothing is. A run
-that fails is recorded as failed in a transaction of its own. Running a period again decides
+entitlements are written (COPY on PostgreSQL), and the run is recorded — or nothing is: a run
+that fails leaves no trace in the database and its error goes to whoever started it. Running a period again decides
 again and stores only what differs (a corrected fact, a newly published version), superseding
 the earlier decision and adjusting that household's entitlements for the open period.
 """

@@ -8,8 +8,9 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
-from civicard.adapters.cli.programs import propose_text, publication_uow, staff_account
+from civicard.adapters.cli.programs import propose_text, staff_account
 from civicard.adapters.db.register_store import SqlProgramRegister
+from civicard.adapters.publication import publication_uow
 from civicard.bootstrap import Container
 from civicard.programs import publishing
 from civicard.programs.testing import rule_files

@@ -10,24 +10,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from civicard.adapters.db.program_inputs import registry_inputs
 from civicard.adapters.db.register_store import RegisteredVersion, SqlProgramRegister
 from civicard.adapters.db.uow import SqlUnitOfWork
+from civicard.adapters.publication import impact_reader, postgres_connector, publication_uow
 from civicard.bootstrap import Container
 from civicard.identity.staff import StaffAccount, normalise_username
 from civicard.programs import publishing
-from civicard.programs.projection import RuleInputs
-from civicard.programs.publishing import METRICS, SUMS, Connect, InputsReader
-from civicard.transparency.access import AccessContext, Actor
+from civicard.programs.publishing import METRICS, SUMS
 
 programs_app = typer.Typer(
     help="Program rule versions: propose, approve (a second administrator), retire.", no_args_is_help=True
@@ -86,36 +82,6 @@ def staff_account(built: Container, username: str) -> StaffAccount:
                 raise _fail(f"the staff account '{name}' is disabled")
             return account
     raise _fail(f"there is no staff account '{name}'")
-
-
-def publication_uow(built: Container, account: StaffAccount) -> SqlUnitOfWork:
-    publishing.require_program_admin(account)  # before the unit refuses the purpose less clearly
-    return built.uow(AccessContext(Actor(account.id, account.role), publishing.PURPOSE))
-
-
-def impact_reader(built: Container, account: StaffAccount) -> InputsReader:
-    """Reads every household's rule inputs in a unit of its own under `impact_preview` (one log entry each)."""
-    context = AccessContext(Actor(account.id, account.role), "impact_preview")
-
-    def read(day: date, detail: str) -> RuleInputs:
-        with built.uow(context) as uow:
-            inputs = registry_inputs(uow, day, detail)
-            uow.commit()
-        return inputs
-
-    return read
-
-
-def postgres_connector(engine: sa.Engine) -> Connect | None:
-    """On PostgreSQL, a separate psycopg connection for the rule tests (temporary tables stay off the unit's)."""
-    if engine.dialect.name != "postgresql":
-        return None
-    import psycopg
-
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    # Only the session's temporary schema on the path: the tests' tables are called `households` and
-    # `members`, and must never resolve to (or drop) the registry's own tables.
-    return lambda: psycopg.connect(url, options="-c search_path=pg_temp")
 
 
 def propose_text(built: Container, source: str, account: StaffAccount, note: str) -> publishing.Proposal:

@@ -31,7 +31,7 @@ from civicard.transparency.access import AccessContext, purpose_policy
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
-HOME_OF_ROLE = {"registrar": "/registrar", "reviewer": "/reviewer"}
+HOME_OF_ROLE = {"registrar": "/registrar", "reviewer": "/reviewer", "program_admin": "/programs"}
 
 
 def mount_static(app: FastAPI) -> None:
