@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -12,18 +13,25 @@ from sqlalchemy.engine import make_url
 
 from civicard.adapters.db import tables as t
 from civicard.adapters.db.engine import make_engine
+from civicard.adapters.db.migrate import upgrade
 from civicard.programs.decisions import facts_from_test
 from civicard.programs.engines import run_on_engine
 from civicard.programs.rulepack import load_rulepack
 
-from ..conftest import Database
+from ..conftest import Database, fresh_postgres_schema
 
 PACK = Path(__file__).resolve().parents[2] / "rulepacks" / "food_basket" / "2026.1.yaml"
 
 
+@pytest.fixture
+def db() -> Iterator[Database]:
+    """PostgreSQL only: the hazard is its search path (SQLite's temp schema always wins)."""
+    for database in fresh_postgres_schema():
+        upgrade(database.url)
+        yield database
+
+
 def test_the_engine_run_leaves_the_registrys_households_table_alone(db: Database) -> None:
-    if db.backend != "postgresql":
-        pytest.skip("the unqualified-name hazard is PostgreSQL's search path")
     engine = make_engine(db.url, guarded=False)
     try:
         with engine.begin() as conn:
