@@ -91,6 +91,10 @@ def test_an_administrator_proposes_a_second_approves_and_a_cycle_runs(
     engines = admin.locator("#test-results tr[data-case]").first.locator("td[data-engine]").all()
     assert {e.get_attribute("data-engine") for e in engines} >= {"python", "duckdb", "sqlite"}
     admin.screenshot(path=str(screenshots / "program-version-tests.png"), full_page=True)
+    size = admin.viewport_size
+    admin.set_viewport_size({"width": 360, "height": 740})  # a phone: wide tables scroll inside their card
+    assert admin.evaluate("document.documentElement.scrollWidth") <= 360
+    admin.set_viewport_size(size)
 
     admin.goto(f"{base}/programs")
     row = admin.locator(f"tr[data-file='{DRAFT}']")
