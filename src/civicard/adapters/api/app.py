@@ -33,6 +33,7 @@ from civicard.adapters.web.pages import router as pages_router
 from civicard.adapters.web.program_pages import router as program_pages_router
 from civicard.adapters.web.resident_pages import router as resident_router
 from civicard.adapters.web.review_pages import router as review_pages_router
+from civicard.adapters.web.terminal_pages import router as terminal_pages_router
 from civicard.bootstrap import Container
 
 
@@ -75,6 +76,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(appeal_pages_router)
     app.include_router(cycle_pages_router)
     app.include_router(program_pages_router)
+    app.include_router(terminal_pages_router)
     mount_static(app)
     return app
 

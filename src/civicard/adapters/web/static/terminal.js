@@ -1,0 +1,300 @@
+// civicard vendor terminal: the device key stays in this browser — imported once as a
+// non-extractable WebCrypto key kept in IndexedDB (no script can read its bytes back) — and every request
+// is signed here with WebCrypto Ed25519 over the canonical request of identity/terminal_auth.py:
+//   civicard-terminal-request-v1\nMETHOD\ntarget\nsha256(body) hex\ntimestamp\nnonce\nterminal id
+"use strict";
+(function () {
+  const SCHEME = "civicard-terminal-request-v1";
+  const PKCS8_ED25519_PREFIX = hexToBytes("302e020100300506032b657004220420");
+  const CHECK = "/v1/terminal/card-check";
+  const REDEEM = "/v1/redemptions";
+  const enc = new TextEncoder();
+
+  // One clear message per refusal code, Spanish first then English.
+  const MESSAGES = {
+    pin_wrong: (p) => `PIN incorrecto: quedan ${p.tries_left} intentos. / Wrong PIN: ${p.tries_left} tries left.`,
+    pin_tries_exhausted: () => "Tres PIN incorrectos: empiece la compra de nuevo. / Three wrong PINs: start the purchase again.",
+    pin_locked: () => "PIN bloqueado: el titular debe ir a un registrador. / PIN locked: the holder must see a registrar.",
+    pin_not_set: () => "La tarjeta no tiene PIN: el titular debe ir a un registrador. / The card has no PIN yet: the holder must see a registrar.",
+    not_entitled: () => "El hogar no tiene derecho a estos artículos este periodo. / The household is not entitled to these items this period.",
+    insufficient_remaining: () => "No queda suficiente cantidad este periodo. / Not enough left this period.",
+    item_not_allowed_here: () => "Este artículo no se puede entregar en este comercio. / This item cannot be handed over at this outlet.",
+    unknown_item: () => "Artículo desconocido. / Unknown item.",
+    period_closed: () => "El periodo de beneficios está cerrado. / The benefit period is closed.",
+    card_revoked: () => "Tarjeta revocada: no la acepte. / Card revoked: do not accept it.",
+    card_suspended: () => "Tarjeta suspendida. / Card suspended.",
+    card_expired: () => "Tarjeta vencida. / Card expired.",
+    card_invalid: () => "Código de tarjeta no válido. / Invalid card code.",
+    terminal_revoked: () => "Este terminal fue dado de baja. / This terminal has been revoked.",
+    terminal_bad_signature: () => "La clave del terminal no coincide: vuelva a importarla. / The terminal key does not match: import it again.",
+    terminal_stale_request: () => "La hora del teléfono no es correcta. / The phone's clock is wrong.",
+    too_many_attempts: (p) => `Demasiados intentos: espere ${p.retry_after_seconds || "unos"} segundos. / Too many attempts: wait and try again.`,
+    request_in_progress: () => "La venta aún está en curso: pulse Vender de nuevo. / The sale is still running: press Sell again.",
+    network: () => "Sin conexión: pulse Vender para reintentar (no se cobrará dos veces). / No connection: press Sell to retry (it will not be charged twice).",
+  };
+
+  const $ = (sel) => document.querySelector(sel);
+  const state = { key: null, terminalId: "", token: "", items: [], basket: {}, pending: null };
+
+  function hexToBytes(hex) {
+    const out = new Uint8Array(hex.length / 2);
+    for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(i * 2, 2), 16);
+    return out;
+  }
+  function bytesToHex(buf) {
+    return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+  function base64ToBytes(text) {
+    let s = text.trim().replace(/\s+/g, "").replace(/-/g, "+").replace(/_/g, "/");
+    s += "=".repeat((4 - (s.length % 4)) % 4);
+    const bin = atob(s);
+    return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  }
+  function base64url(buf) {
+    let bin = "";
+    new Uint8Array(buf).forEach((b) => { bin += String.fromCharCode(b); });
+    return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+  function randomToken(bytes) {
+    return base64url(crypto.getRandomValues(new Uint8Array(bytes)));
+  }
+  function money(minor) {
+    return (minor / 100).toFixed(2);
+  }
+
+  async function importKey(b64) {
+    const raw = base64ToBytes(b64);
+    if (raw.length !== 32) throw new Error("key length");
+    const pkcs8 = new Uint8Array(48);
+    pkcs8.set(PKCS8_ED25519_PREFIX, 0);
+    pkcs8.set(raw, 16);
+    return crypto.subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, false, ["sign"]);
+  }
+
+  // Sign and send; `bodyText` is sent byte for byte as hashed.
+  async function signedPost(target, bodyText, extraHeaders) {
+    const body = enc.encode(bodyText);
+    const digest = bytesToHex(await crypto.subtle.digest("SHA-256", body));
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    const nonce = randomToken(24);
+    const message = [SCHEME, "POST", target, digest, timestamp, nonce, state.terminalId].join("\n");
+    const signature = await crypto.subtle.sign({ name: "Ed25519" }, state.key, enc.encode(message));
+    const headers = Object.assign(
+      {
+        "Content-Type": "application/json",
+        "X-Civicard-Terminal": state.terminalId,
+        "X-Civicard-Timestamp": timestamp,
+        "X-Civicard-Nonce": nonce,
+        "X-Civicard-Signature": base64url(signature),
+      },
+      extraHeaders || {}
+    );
+    const response = await fetch(target, { method: "POST", headers, body, credentials: "omit", cache: "no-store" });
+    let payload = {};
+    try { payload = await response.json(); } catch (e) { payload = {}; }
+    return { status: response.status, payload };
+  }
+
+  function show(id, visible) { $(id).hidden = !visible; }
+  function say(code, payload) {
+    const box = $("#message");
+    if (!code) { box.hidden = true; box.textContent = ""; box.removeAttribute("data-code"); return; }
+    const p = payload || {};
+    const text = MESSAGES[code] ? MESSAGES[code](p) : `${p.detail || p.title || code}`;
+    box.textContent = `${text} (${code})`;
+    box.dataset.code = code;
+    box.hidden = false;
+  }
+
+  // The CryptoKey itself is stored (structured clone): the raw key text is never kept.
+  function keyStore(mode, action) {
+    return new Promise((resolve, reject) => {
+      const open = indexedDB.open("civicard-terminal", 1);
+      open.onupgradeneeded = () => open.result.createObjectStore("device");
+      open.onerror = () => reject(open.error);
+      open.onsuccess = () => {
+        const tx = open.result.transaction("device", mode);
+        const request = action(tx.objectStore("device"));
+        tx.oncomplete = () => { open.result.close(); resolve(request ? request.result : undefined); };
+        tx.onerror = () => reject(tx.error);
+      };
+    });
+  }
+
+  async function loadStored() {
+    let found = null;
+    try { found = await keyStore("readonly", (store) => store.get("current")); } catch (e) { found = null; }
+    if (!found || !found.id || !found.key) {
+      $("#setup-status").textContent = "Sin clave / No key";
+      show("#card-step", false);
+      return;
+    }
+    state.key = found.key;
+    state.terminalId = found.id;
+    $("#terminal-id").value = found.id;
+    $("#setup-status").textContent = `Terminal ${found.id} listo / ready`;
+    $("#setup-status").dataset.ready = "true";
+    show("#card-step", true);
+  }
+
+  async function saveKey(event) {
+    event.preventDefault();
+    const id = $("#terminal-id").value.trim();
+    let key;
+    try { key = await importKey($("#device-key").value.trim()); } catch (e) {
+      say("key_invalid", { detail: "Clave no válida (32 bytes en base64) / Invalid key (32 bytes, base64)" });
+      return;
+    }
+    await keyStore("readwrite", (store) => store.put({ id: id, key: key }, "current"));
+    $("#device-key").value = "";
+    say(null);
+    await loadStored();
+  }
+
+  async function forgetKey() {
+    await keyStore("readwrite", (store) => store.delete("current"));
+    state.key = null; state.terminalId = "";
+    $("#setup-status").dataset.ready = "false";
+    restart();
+    await loadStored();
+  }
+
+
+  function restart() {
+    state.token = ""; state.items = []; state.basket = {}; state.pending = null;
+    $("#card-code").value = ""; $("#pin").value = "";
+    say(null);
+    ["#pin-step", "#basket-step", "#receipt-step"].forEach((s) => show(s, false));
+    show("#card-step", Boolean(state.key));
+  }
+
+  async function checkCard(event) {
+    event.preventDefault();
+    say(null);
+    state.token = $("#card-code").value.trim();
+    state.pending = null;
+    let answer;
+    try { answer = await signedPost(CHECK, JSON.stringify({ card_token: state.token })); } catch (e) { say("network"); return; }
+    const p = answer.payload;
+    if (answer.status !== 200) { say(p.code || `http_${answer.status}`, p); return; }
+    if (!p.card_valid || p.code !== "card_valid") { say(p.code, p); return; }
+    if (p.pin_locked) { say("pin_locked", p); return; }
+    state.items = p.items.filter((i) => i.remaining > 0);
+    state.basket = {};
+    $("[data-field=card-status]").textContent = `Tarjeta válida · periodo ${p.period} / Card valid · period ${p.period}`;
+    renderBasket();
+    show("#pin-step", true); show("#basket-step", true); show("#receipt-step", false);
+    $("#pin").value = "";
+    $("#pin").focus();
+  }
+
+  function renderBasket() {
+    const box = $("#basket");
+    box.textContent = "";
+    let total = 0;
+    state.items.forEach((item) => {
+      const qty = state.basket[item.item] || 0;
+      if (item.unit_price_minor !== null) total += qty * item.unit_price_minor;
+      const row = document.createElement("div");
+      row.className = "line";
+      row.dataset.item = item.item;
+      row.dataset.remaining = String(item.remaining);
+      const name = document.createElement("span");
+      name.className = "name";
+      const price = item.unit_price_minor === null ? "" : ` · ${money(item.unit_price_minor)}`;
+      name.textContent = `${item.item} (${item.unit})${price} — quedan / left: ${item.remaining}`;
+      const minus = document.createElement("button");
+      minus.type = "button"; minus.textContent = "−"; minus.dataset.action = "less";
+      minus.setAttribute("aria-label", `Menos ${item.item} / Fewer`);
+      minus.disabled = qty === 0;
+      minus.addEventListener("click", () => { state.basket[item.item] = Math.max(0, qty - 1); renderBasket(); });
+      const out = document.createElement("output");
+      out.textContent = String(qty); out.dataset.field = "quantity";
+      const plus = document.createElement("button");
+      plus.type = "button"; plus.textContent = "+"; plus.dataset.action = "more";
+      plus.setAttribute("aria-label", `Más ${item.item} / More`);
+      plus.disabled = qty >= item.remaining;
+      plus.addEventListener("click", () => { state.basket[item.item] = Math.min(item.remaining, qty + 1); renderBasket(); });
+      row.append(name, minus, out, plus);
+      box.append(row);
+    });
+    if (!state.items.length) box.textContent = "Nada disponible aquí / Nothing available here";
+    $("[data-field=basket-total]").textContent = money(total);
+  }
+
+  async function sell() {
+    say(null);
+    const pin = $("#pin").value;
+    if (!/^[0-9]{4,6}$/.test(pin)) { say("pin_format", { detail: "El PIN tiene 4 a 6 dígitos / The PIN has 4–6 digits" }); return; }
+    const basket = Object.entries(state.basket).filter(([, q]) => q > 0).map(([item, quantity]) => ({ item, quantity }));
+    if (!basket.length) { say("empty_basket", { detail: "Añada al menos un artículo / Add at least one item" }); return; }
+    const bodyText = JSON.stringify({ card_token: state.token, pin, basket });
+    // The same attempt retried after a network failure keeps its key; anything else is a new attempt.
+    if (!state.pending || state.pending.bodyText !== bodyText) state.pending = { key: randomToken(18), bodyText };
+    const pending = state.pending;
+    let answer;
+    try {
+      answer = await signedPost(REDEEM, pending.bodyText, { "Idempotency-Key": pending.key });
+    } catch (e) { say("network"); return; }
+    const p = answer.payload;
+    if (answer.status === 201) { state.pending = null; showReceipt(p); return; }
+    if (answer.status === 422) state.pending = null;  // a final refusal: a new attempt gets a new key
+    if (p.code === "pin_wrong" || p.code === "pin_tries_exhausted") { $("#pin").value = ""; state.pending = null; }
+    say(p.code || `http_${answer.status}`, p);
+  }
+
+  function showReceipt(r) {
+    const box = $("[data-field=receipt]");
+    box.textContent = "";
+    const table = document.createElement("table");
+    const head = table.insertRow();
+    ["Artículo / Item", "Entregado / Given", "Quedan / Left", "Importe / Amount"].forEach((h) => {
+      const th = document.createElement("th"); th.textContent = h; head.append(th);
+    });
+    r.items.forEach((line) => {
+      const tr = table.insertRow();
+      tr.dataset.item = line.item;
+      [[line.item, "item"], [`${line.granted} ${line.unit}`, "granted"], [String(line.remaining), "remaining"],
+        [money(line.amount_minor), "amount"]].forEach(([text, field]) => {
+        const td = tr.insertCell(); td.textContent = text; td.dataset.field = field;
+      });
+    });
+    const total = document.createElement("p");
+    total.innerHTML = "";
+    total.append("Total: ");
+    const strong = document.createElement("strong");
+    strong.dataset.field = "total"; strong.textContent = money(r.total_minor);
+    total.append(strong);
+    const meta = document.createElement("p");
+    meta.className = "muted";
+    meta.dataset.field = "transaction";
+    meta.textContent = `Transacción / Transaction ${r.transaction_id} · ${r.period} · titular / holder ${r.holder}`;
+    box.append(table, total, meta);
+    box.dataset.code = r.code;
+    ["#card-step", "#pin-step", "#basket-step"].forEach((s) => show(s, false));
+    show("#receipt-step", true);
+  }
+
+  function pad(event) {
+    const button = event.target.closest("button");
+    if (!button) return;
+    const pin = $("#pin");
+    if (button.dataset.digit && pin.value.length < 6) pin.value += button.dataset.digit;
+    if (button.dataset.action === "pin-clear") pin.value = "";
+    if (button.dataset.action === "pin-back") pin.value = pin.value.slice(0, -1);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("#setup-form").addEventListener("submit", saveKey);
+    $("[data-action=forget-key]").addEventListener("click", forgetKey);
+    $("#card-form").addEventListener("submit", checkCard);
+    $(".pad").addEventListener("click", pad);
+    $("[data-action=sell]").addEventListener("click", sell);
+    document.querySelectorAll("[data-action=restart]").forEach((b) => b.addEventListener("click", restart));
+    if (!window.crypto || !crypto.subtle) {
+      $("#setup-status").textContent = "Este navegador no permite firmar (WebCrypto) / This browser cannot sign (WebCrypto)";
+      return;
+    }
+    loadStored();
+  });
+})();
