@@ -22,7 +22,12 @@ from starlette.concurrency import run_in_threadpool
 from civicard.adapters.api.access import App, Terminal
 from civicard.adapters.api.offline_routes import REVIEW_PROBLEMS, reviewer_context
 from civicard.adapters.api.problems import PROBLEM, http_status, problem
-from civicard.adapters.api.redemption_schemas import IDEMPOTENCY_KEY_PATTERN, BasketLineIn, ReceiptLineOut
+from civicard.adapters.api.redemption_schemas import (
+    IDEMPOTENCY_KEY_PATTERN,
+    BasketLineIn,
+    ReceiptLineOut,
+    receipt_lines,
+)
 from civicard.adapters.api.schemas import Body
 from civicard.adapters.db.fallback_store import SqlFallbackUnitOfWork, SqlReviewUnitOfWork
 from civicard.adapters.db.redemption_store import IdempotencyKeys, StoredAnswer
@@ -95,17 +100,7 @@ class FallbackReceiptOut(BaseModel):
             period=receipt.period,
             transaction_id=receipt.transaction_id,
             holder=receipt.holder,
-            items=[
-                ReceiptLineOut(
-                    item=line.item,
-                    granted=line.quantity,
-                    remaining=line.remaining,
-                    unit=line.unit,
-                    unit_price_minor=line.unit_price_minor,
-                    amount_minor=line.amount_minor,
-                )
-                for line in receipt.lines
-            ],
+            items=receipt_lines(receipt),
             total_minor=receipt.total_minor,
             fallbacks_left=result.fallbacks_left,
         )

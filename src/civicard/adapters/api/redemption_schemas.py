@@ -61,19 +61,24 @@ class ReceiptOut(BaseModel):
             period=receipt.period,
             transaction_id=receipt.transaction_id,
             holder=receipt.holder,
-            items=[
-                ReceiptLineOut(
-                    item=line.item,
-                    granted=line.quantity,
-                    remaining=line.remaining,
-                    unit=line.unit,
-                    unit_price_minor=line.unit_price_minor,
-                    amount_minor=line.amount_minor,
-                )
-                for line in receipt.lines
-            ],
+            items=receipt_lines(receipt),
             total_minor=receipt.total_minor,
         )
+
+
+def receipt_lines(receipt: Receipt) -> list[ReceiptLineOut]:
+    """A receipt's lines as the vendor sees them (online and fallback sales alike)."""
+    return [
+        ReceiptLineOut(
+            item=line.item,
+            granted=line.quantity,
+            remaining=line.remaining,
+            unit=line.unit,
+            unit_price_minor=line.unit_price_minor,
+            amount_minor=line.amount_minor,
+        )
+        for line in receipt.lines
+    ]
 
 
 class CheckedItemOut(BaseModel):
