@@ -17,7 +17,6 @@ from civicard.adapters.db import tables as t
 from civicard.adapters.db.redemption_store import IdempotencyKeys
 from civicard.distribution.redemption import Claim
 from civicard.identity.cards import CardKeys
-from civicard.shared.ids import new_id
 from tests.e2e.conftest import LiveServer, signed_headers
 from tests.integration.distribution_fixtures import (
     PIN,
@@ -25,10 +24,7 @@ from tests.integration.distribution_fixtures import (
     Till,
     add_till,
     issue,
-    load_items,
-    register_rules,
-    run_period,
-    set_prices,
+    seed_rice_grant,
     system_uow,
 )
 
@@ -66,30 +62,8 @@ def shop(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> I
     above the food limit), prices, a shop with a counter terminal, and cards for its adults."""
     container = live_server.container
     engine, clock = container.engine, container.clock
-    now = clock.now()
-    period = f"{now:%Y-%m}"
-    register_rules(engine, clock)
-    items = load_items(engine, now)
-    run_period(engine, clock, period, tmp_path_factory.mktemp("cycle") / "out")
-    set_prices(engine, period, items, now)
     household = live_server.town.household_ids[0]
-    with system_uow(engine, clock) as uow:
-        uow.connection.execute(
-            sa.insert(t.entitlements).values(
-                period=period,
-                id=new_id(),
-                household_id=household,
-                program="food_basket",
-                item_code="RICE-1KG",
-                granted=6,
-                remaining=6,
-                decision_id=new_id(),
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        uow.connection.commit()
-    till = add_till(engine, "shop", "Tienda La Esquina", now)
+    till = seed_rice_grant(engine, clock, household, tmp_path_factory.mktemp("cycle") / "out", 6)
     keys = CardKeys.derive(container.root_key)
     cards = [
         issue(engine, clock, keys, live_server.person(name), household)

@@ -10,24 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from civicard.adapters.db import tables as t
 from civicard.identity.cards import CardKeys
-from civicard.shared.ids import new_id
 from tests.e2e.conftest import LiveServer
 from tests.integration.distribution_fixtures import (
     PIN,
     HeldCard,
     Till,
-    add_till,
     issue,
-    load_items,
-    register_rules,
-    run_period,
-    set_prices,
-    system_uow,
+    seed_rice_grant,
 )
 
 pytestmark = pytest.mark.e2e
@@ -39,30 +31,8 @@ def shop(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> t
     """This month's cycle, prices, a RICE-1KG grant for the first household, a shop terminal and a card."""
     container = live_server.container
     engine, clock = container.engine, container.clock
-    now = clock.now()
-    period = f"{now:%Y-%m}"
-    register_rules(engine, clock)
-    items = load_items(engine, now)
-    run_period(engine, clock, period, tmp_path_factory.mktemp("cycle") / "out")
-    set_prices(engine, period, items, now)
     household = live_server.town.household_ids[0]
-    with system_uow(engine, clock) as uow:
-        uow.connection.execute(
-            sa.insert(t.entitlements).values(
-                period=period,
-                id=new_id(),
-                household_id=household,
-                program="food_basket",
-                item_code="RICE-1KG",
-                granted=GRANTED,
-                remaining=GRANTED,
-                decision_id=new_id(),
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        uow.connection.commit()
-    till = add_till(engine, "shop", "Tienda La Esquina", now)
+    till = seed_rice_grant(engine, clock, household, tmp_path_factory.mktemp("cycle") / "out", GRANTED)
     card = issue(
         engine, clock, CardKeys.derive(container.root_key), live_server.person("María José Pérez Gómez"), household
     )

@@ -327,3 +327,31 @@ def redeem_once(
         keys.release(found)
         raise
     return 201, ReceiptOut.of(receipt).model_dump_json().encode()
+
+
+def seed_rice_grant(engine: sa.Engine, clock: Clock, household_id: str, out_dir: Path, granted: int) -> Till:
+    """This month's cycle and prices, a RICE-1KG grant of `granted` for one household (whatever its
+    incomes), and a shop with a counter terminal: what a live-server test of a sale needs."""
+    now = clock.now()
+    period = f"{now:%Y-%m}"
+    register_rules(engine, clock)
+    items = load_items(engine, now)
+    run_period(engine, clock, period, out_dir)
+    set_prices(engine, period, items, now)
+    with system_uow(engine, clock) as uow:
+        uow.connection.execute(
+            sa.insert(t.entitlements).values(
+                period=period,
+                id=new_id(),
+                household_id=household_id,
+                program="food_basket",
+                item_code="RICE-1KG",
+                granted=granted,
+                remaining=granted,
+                decision_id=new_id(),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        uow.connection.commit()
+    return add_till(engine, "shop", "Tienda La Esquina", now)
