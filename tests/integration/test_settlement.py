@@ -32,7 +32,7 @@ from civicard.adapters.db.vendor_store import SqlVendorUnitOfWork
 from civicard.bootstrap import bootstrap
 from civicard.distribution import settlement as service
 from civicard.distribution import vendors
-from civicard.distribution.sales import BasketLine
+from civicard.distribution.sales import BasketLine, Refused
 from civicard.distribution.statement_render import statement_csv, statement_pdf
 from civicard.identity.cards import CardKeys, issue_card
 from civicard.identity.pseudonyms import pseudonym
@@ -78,13 +78,19 @@ class Town:
         return SqlSettlementUnitOfWork(self.engine, context, self.clock)
 
     def sell(
-        self, household: str, outlet: vendors.OutletRecord, basket: dict[str, int], channel: str = "online"
+        self,
+        household: str,
+        outlet: vendors.OutletRecord,
+        basket: dict[str, int],
+        channel: str = "online",
+        pre_check: bool = True,
     ) -> str:
         from civicard.adapters.db.sale_store import Outlet
 
         card_id, _ = self.holders[household]
         with self.uow(AccessContext(TILL, "redemption")) as uow:
-            service.ensure_period_open(uow.decisions.period_status, PERIOD)
+            if pre_check:
+                service.ensure_period_open(uow.decisions.period_status, PERIOD)
             sale = uow.sales.post(
                 PERIOD,
                 household,
@@ -230,6 +236,9 @@ def test_closing_fixes_each_vendors_total_and_the_period_cannot_change(town: Tow
     with pytest.raises(Conflict) as sale:
         town.sell(town.households[2], town.outlet_a, {"RICE-1KG": 1})
     assert sale.value.code == "period_closed"
+    with pytest.raises(Refused) as posted:  # the sale core itself refuses, whatever path called it
+        town.sell(town.households[2], town.outlet_a, {"RICE-1KG": 1}, pre_check=False)
+    assert posted.value.code == "period_closed"
     with SqlVendorUnitOfWork(town.engine, ADMIN, town.clock) as uow, pytest.raises(Conflict) as prices:
         vendors.set_prices(uow, PERIOD, [vendors.ItemPrice("RICE-1KG", 1, 1)], "test")
     assert prices.value.code == "period_closed"

@@ -22,6 +22,17 @@ PARTITIONED = ("decision_inputs", "decisions", "entitlements", "redemptions", "l
 _IN = 500  # ids per IN (...) list
 
 
+def period_status(conn: sa.Connection, period: str, share_lock: bool = False) -> str | None:
+    """The benefit period's status (None before its first cycle). With `share_lock`, the row is
+    share-locked until the transaction ends, so a period cannot be closed under a sale in flight."""
+    bp = t.benefit_periods
+    query = sa.select(bp.c.status).where(bp.c.period == period)
+    if share_lock:
+        query = query.with_for_update(read=True)
+    status: str | None = conn.execute(query).scalar_one_or_none()
+    return status
+
+
 @dataclass(frozen=True)
 class StoredDecision:
     """A decision as the resident, a reviewer or the API sees it (with its input snapshot)."""
@@ -47,8 +58,7 @@ class SqlDecisions:
 
     # --- periods ---------------------------------------------------------------------------------
     def period_status(self, period: str) -> str | None:
-        bp = t.benefit_periods
-        return self.conn.execute(sa.select(bp.c.status).where(bp.c.period == period)).scalar_one_or_none()
+        return period_status(self.conn, period)
 
     def open_period(self, period: str, now: datetime) -> str:
         """The period's status, opening it (and its partitions) on first use."""

@@ -17,6 +17,7 @@ import yaml
 from sqlalchemy.exc import IntegrityError
 
 from civicard.adapters.db import tables as t
+from civicard.adapters.db.decision_store import period_status
 from civicard.adapters.db.register_store import SqlProgramRegister
 from civicard.distribution.offline_sync import (
     CardHolder,
@@ -43,8 +44,7 @@ class SqlOffline:
         return TerminalSeat(row.id, row.outlet_id, row.role, bytes(row.public_key)) if row else None
 
     def period_status(self, period: str) -> str | None:
-        bp = t.benefit_periods
-        return self.conn.execute(sa.select(bp.c.status).where(bp.c.period == period)).scalar_one_or_none()
+        return period_status(self.conn, period)
 
     def households_served(self, outlet_id: str, periods: Sequence[str]) -> list[str]:
         r = t.redemptions

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from civicard.adapters.db import tables as t
 from civicard.adapters.db.card_store import SqlCardUnitOfWork
+from civicard.adapters.db.decision_store import period_status
 from civicard.adapters.db.sale_store import Outlet, PostedSale, SqlSales
 from civicard.adapters.db.settlement_store import count_refusal
 from civicard.distribution.redemption import Claim, Counter, Holder, Refusal, ThrottleWindow
@@ -51,12 +52,8 @@ class SqlRedemptions:
         return Counter(row.id, row.role, row.outlet_id, row.name, row.kind, row.region, row.vendor_id)
 
     def period_status(self, period: str) -> str | None:
-        """The period's status, share-locked until the sale commits, so closing a period waits for
-        sales in flight and no sale lands in a period after it was settled."""
-        bp = t.benefit_periods
-        query = sa.select(bp.c.status).where(bp.c.period == period).with_for_update(read=True)
-        status: str | None = self.conn.execute(query).scalar_one_or_none()
-        return status
+        """Share-locked like every sale's own check (SqlSales.post), so a refusal is decided early."""
+        return period_status(self.conn, period, share_lock=True)
 
     def count_refusal(self, period: str, outlet_id: str, code: str) -> None:
         count_refusal(self.conn, period, outlet_id, code)

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from civicard.adapters.db import tables as t
+from civicard.adapters.db.decision_store import period_status
 from civicard.distribution.sales import Allocation, BasketLine, Price, Refused, Slot, allocate
 from civicard.shared.ids import new_id
 
@@ -93,7 +94,11 @@ class SqlSales:
         attested_by: str | None = None,
         device_time: datetime | None = None,
     ) -> PostedSale:
-        """Allocate and record the sale, or raise Refused having changed nothing."""
+        """Allocate and record the sale, or raise Refused having changed nothing. Every sale —
+        online, offline or fallback — share-locks its period first: closing a period waits for
+        sales in flight, and no sale lands in a period once it is closed."""
+        if period_status(self.conn, period, share_lock=True) != "open":
+            raise Refused("period_closed", f"Period {period} is not open for sales.")
         slots = self.slots(period, household_id)
         kinds, prices = self.catalogue(period, [line.item for line in basket])
         allocations = allocate(basket, slots, kinds, prices, self.serves(outlet.kind))
@@ -132,8 +137,9 @@ class SqlSales:
         )
         remaining: dict[str, int] = {}
         taken = {a.entitlement_id: a.quantity for a in allocations}
+        sold = {a.item for a in allocations}
         for slot in slots:
-            if slot.item in {a.item for a in allocations}:
+            if slot.item in sold:
                 remaining[slot.item] = remaining.get(slot.item, 0) + slot.remaining - taken.get(slot.entitlement_id, 0)
         return PostedSale(redemption_id, period, tuple(allocations), remaining)
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from civicard.adapters.db import tables as t
+from civicard.adapters.db.decision_store import period_status
 from civicard.adapters.db.vendor_store import SqlVendorUnitOfWork
 from civicard.distribution.exclusion import OutletActivity
 from civicard.distribution.settlement import LedgerEntry, SaleLine, Settled, VendorTotal
@@ -36,8 +37,7 @@ class SqlSettlements:
         self.conn = conn
 
     def period_status(self, period: str) -> str | None:
-        bp = t.benefit_periods
-        return self.conn.execute(sa.select(bp.c.status).where(bp.c.period == period)).scalar_one_or_none()
+        return period_status(self.conn, period)
 
     def close_period(self, period: str, now: datetime) -> bool:
         """Open → closed; False if it was not open (someone else closed it first)."""
