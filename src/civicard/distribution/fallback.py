@@ -307,4 +307,4 @@ def _check_caps(basket: Sequence[BasketLine], caps: Mapping[str, int], used: Map
 def _receipt(
     store: FallbackStore, keys: RedemptionKeys, counter: Counter, holder: Holder, period: str, sale: PostedSale
 ) -> Receipt:
-    return build_receipt(store.units, keys, counter, holder, period, sale)
+    return build_receipt(keys, counter, holder, period, sale)

@@ -174,6 +174,8 @@ class PostedSale(Protocol):
     def allocations(self) -> Sequence[Allocation]: ...
     @property
     def remaining(self) -> Mapping[str, int]: ...
+    @property
+    def units(self) -> Mapping[str, str]: ...
 
 
 class RedemptionStore(Protocol):
@@ -430,11 +432,10 @@ def _refuse_sale(
 def _receipt(
     uow: RedemptionUnitOfWork, keys: RedemptionKeys, counter: Counter, holder: Holder, period: str, sale: PostedSale
 ) -> Receipt:
-    return build_receipt(uow.redemptions.units, keys, counter, holder, period, sale)
+    return build_receipt(keys, counter, holder, period, sale)
 
 
 def build_receipt(
-    units_of: Callable[[Sequence[str]], dict[str, str]],
     keys: RedemptionKeys,
     counter: Counter,
     holder: Holder,
@@ -449,10 +450,14 @@ def build_receipt(
         quantities[a.item] = quantities.get(a.item, 0) + a.quantity
         amounts[a.item] = amounts.get(a.item, 0) + a.paid_minor
         prices[a.item] = a.price.subsidized_minor
-    units = units_of(sorted(quantities))
     lines = tuple(
         ReceiptLine(
-            item, quantities[item], sale.remaining.get(item, 0), units.get(item, "unit"), prices[item], amounts[item]
+            item,
+            quantities[item],
+            sale.remaining.get(item, 0),
+            sale.units.get(item, "unit"),
+            prices[item],
+            amounts[item],
         )
         for item in sorted(quantities)
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from civicard.adapters.db.auth_store import ActiveSession
@@ -88,15 +89,33 @@ def resident(who: Annotated[Caller, Depends(caller)]) -> Principal:
     return who.principal
 
 
-async def terminal(
+@dataclass(frozen=True)
+class SignedRequest:
+    """A terminal's request as signed: who says they sent it, what, when, with which nonce."""
+
+    terminal_id: str
+    method: str
+    target: str
+    body: bytes
+    timestamp: int
+    nonce: str
+    signature: bytes
+
+    def verify(self, app: Container, conn: Connection | None = None) -> Principal:
+        """The terminal's principal, if the signature, clock, nonce and registration hold."""
+        return app.auth.verify_terminal_request(
+            self.terminal_id, self.method, self.target, self.body, self.timestamp, self.nonce, self.signature, conn
+        )
+
+
+async def signed_request(
     request: Request,
-    app: App,
     x_civicard_terminal: Annotated[str, Header(max_length=32)],
     x_civicard_timestamp: Annotated[str, Header(max_length=20)],
     x_civicard_nonce: Annotated[str, Header(max_length=64)],
     x_civicard_signature: Annotated[str, Header(max_length=200)],
-) -> Principal:
-    """A vendor terminal's request, signed with its device key over the raw target and body."""
+) -> SignedRequest:
+    """The signed parts of a vendor terminal's request (not yet verified: no database needed)."""
     if not _TIMESTAMP.match(x_civicard_timestamp):
         raise InvalidInput("terminal_bad_request", "X-Civicard-Timestamp must be unix seconds.")
     signature = decode_signature(x_civicard_signature)
@@ -104,19 +123,18 @@ async def terminal(
     if request.scope.get("query_string"):
         target += "?" + request.scope["query_string"].decode("latin-1")
     body = await request.body()
-    principal: Principal = await run_in_threadpool(
-        app.auth.verify_terminal_request,
-        x_civicard_terminal,
-        request.method,
-        target,
-        body,
-        int(x_civicard_timestamp),
-        x_civicard_nonce,
-        signature,
+    return SignedRequest(
+        x_civicard_terminal, request.method, target, body, int(x_civicard_timestamp), x_civicard_nonce, signature
     )
+
+
+async def terminal(app: App, signed: Annotated[SignedRequest, Depends(signed_request)]) -> Principal:
+    """A vendor terminal's request, signed with its device key over the raw target and body."""
+    principal: Principal = await run_in_threadpool(signed.verify, app)
     return principal
 
 
 Access = Annotated[AccessContext, Depends(access_context)]
 Resident = Annotated[Principal, Depends(resident)]
 Terminal = Annotated[Principal, Depends(terminal)]
+Signed = Annotated[SignedRequest, Depends(signed_request)]

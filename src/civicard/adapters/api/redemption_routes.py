@@ -14,9 +14,10 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response, status
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
-from civicard.adapters.api.access import App, Terminal
+from civicard.adapters.api.access import App, Signed, SignedRequest, Terminal
 from civicard.adapters.api.problems import PROBLEM, http_status, problem
 from civicard.adapters.api.redemption_schemas import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -27,7 +28,7 @@ from civicard.adapters.api.redemption_schemas import (
 )
 from civicard.adapters.db.redemption_store import IdempotencyKeys, SqlRedemptionUnitOfWork, StoredAnswer
 from civicard.bootstrap import Container
-from civicard.distribution.redemption import Receipt, RedeemCommand, RedemptionKeys, check_card, redeem
+from civicard.distribution.redemption import Claim, Receipt, RedeemCommand, RedemptionKeys, check_card, redeem
 from civicard.identity.principals import Principal
 from civicard.shared.errors import DomainError
 from civicard.transparency.access import AccessContext
@@ -59,41 +60,58 @@ async def create_redemption(
     body: RedemptionIn,
     request: Request,
     app: App,
-    terminal: Terminal,
+    signed: Signed,
     idempotency_key: Annotated[
         str, Header(alias="Idempotency-Key", min_length=1, max_length=80, pattern=IDEMPOTENCY_KEY_PATTERN)
     ],
 ) -> Response:
     """Redeem a basket for the card holder's household (card token + PIN), once per Idempotency-Key."""
     keys = _keys(request, app)
-    fingerprint = hashlib.sha256(await request.body()).hexdigest()
+    fingerprint = hashlib.sha256(signed.body).hexdigest()
     command = RedeemCommand(body.card_token, body.pin, body.lines())
-    # One trip to the thread pool for the claim, the sale and the answer's storage.
-    return await run_in_threadpool(_claim_and_redeem, app, keys, terminal, command, idempotency_key, fingerprint)
+    # One trip to the thread pool and one pooled connection for the whole request.
+    return await run_in_threadpool(_claim_and_redeem, app, keys, signed, command, idempotency_key, fingerprint)
 
 
 def _claim_and_redeem(
-    app: Container, keys: RedemptionKeys, terminal: Principal, command: RedeemCommand, key: str, fingerprint: str
+    app: Container, keys: RedemptionKeys, signed: SignedRequest, command: RedeemCommand, key: str, fingerprint: str
 ) -> Response:
-    """Claim the key (or replay its first answer), redeem, and store a final answer under the claim."""
+    """On one connection: verify the terminal and claim the key (one transaction: nonce + claim),
+    replay a stored answer or redeem, and store a final answer under the claim."""
     ledger = IdempotencyKeys(app.engine)
-    found = ledger.claim(terminal.id, key, fingerprint, app.clock.now())
-    if isinstance(found, StoredAnswer):
-        return Response(found.body, found.status, media_type=JSON if found.status < 400 else PROBLEM)
-    try:
-        answer = _redeem(app, keys, terminal, replace(command, claim=found))
-    except DomainError as refused:
-        code, headers = http_status(refused)
-        if code != status.HTTP_422_UNPROCESSABLE_CONTENT:
-            ledger.release(found)
+    with app.engine.connect() as conn:
+        try:
+            terminal = signed.verify(app, conn)
+            found = ledger.claim(terminal.id, key, fingerprint, app.clock.now(), conn)
+        except DomainError:
+            conn.commit()  # a busy or reused key still spends the request's nonce
             raise
-        content = _problem_bytes(refused, code)
-        ledger.settle(found, code, content, app.clock.now())
-        return Response(content, code, media_type=PROBLEM, headers=headers)
-    except BaseException:
-        ledger.release(found)
-        raise
+        conn.commit()
+        if isinstance(found, StoredAnswer):
+            return Response(found.body, found.status, media_type=JSON if found.status < 400 else PROBLEM)
+        try:
+            answer = _redeem(app, keys, terminal, replace(command, claim=found), conn)
+        except DomainError as refused:
+            code, headers = http_status(refused)
+            if code != status.HTTP_422_UNPROCESSABLE_CONTENT:
+                ledger.release(found, conn)
+                raise
+            content = _problem_bytes(refused, code)
+            ledger.settle(found, code, content, app.clock.now(), conn)
+            return Response(content, code, media_type=PROBLEM, headers=headers)
+        except BaseException:
+            _release_quietly(ledger, found, conn)
+            raise
     return Response(answer, status.HTTP_201_CREATED, media_type=JSON)
+
+
+def _release_quietly(ledger: IdempotencyKeys, claim: Claim, conn: Connection) -> None:
+    """After an unexpected failure: free the claim if the connection still works (else it goes stale)."""
+    try:
+        conn.rollback()
+        ledger.release(claim, conn)
+    except Exception:  # the original failure is what the caller must see
+        return
 
 
 @router.post("/terminal/card-check", responses={k: v for k, v in PROBLEMS.items() if k in (400, 401, 403, 422)})
@@ -104,9 +122,11 @@ def card_check(body: CardCheckIn, request: Request, app: App, terminal: Terminal
         return CardCheckOut.of(check_card(uow, keys, body.card_token))
 
 
-def _redeem(app: Container, keys: RedemptionKeys, terminal: Principal, command: RedeemCommand) -> bytes:
+def _redeem(
+    app: Container, keys: RedemptionKeys, terminal: Principal, command: RedeemCommand, conn: Connection
+) -> bytes:
     """The sale in one unit of work; the receipt's bytes are stored with it as the key's answer."""
-    with SqlRedemptionUnitOfWork(app.engine, _context(terminal), app.clock) as uow:
+    with SqlRedemptionUnitOfWork(app.engine, _context(terminal), app.clock, conn) as uow:
         receipt = redeem(uow, keys, command, _receipt_bytes)
     return _receipt_bytes(receipt)  # the same bytes the key stored: the model dump is deterministic
 

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from civicard.adapters.api.access import App, caller, terminal
+from civicard.adapters.api.access import App, caller, signed_request, terminal
 from civicard.adapters.db.settlement_store import SqlSettlementUnitOfWork
 from civicard.adapters.db.vendor_store import terminal_vendor
 from civicard.bootstrap import Container
@@ -48,7 +48,7 @@ async def settlement_reader(request: Request, app: App) -> Principal:
         h = request.headers
         if not all(name in h for name in TERMINAL_HEADERS):
             raise Unauthenticated("terminal_bad_request", "A terminal request carries all four X-Civicard headers.")
-        return await terminal(request, app, *(h[name] for name in TERMINAL_HEADERS))
+        return await terminal(app, await signed_request(request, *(h[name] for name in TERMINAL_HEADERS)))
     who = await run_in_threadpool(caller, request, app, None)
     return who.principal
 

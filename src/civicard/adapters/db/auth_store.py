@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Row, case, delete, insert, literal, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, case, delete, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -123,6 +123,7 @@ class AuthStore:
         self.throttle = throttle or ThrottlePolicy()
         self.clock_skew = clock_skew
         self._totp_box = TotpSecretBox.from_root_key(root_key)
+        self._nonces_pruned: dict[str, datetime] = {}  # terminal id → when its old nonces were last pruned
 
     def _now(self) -> datetime:
         return self.clock.now().astimezone(UTC)
@@ -412,38 +413,54 @@ class AuthStore:
         timestamp: int,
         nonce: str,
         signature: bytes,
+        conn: Connection | None = None,
     ) -> Principal:
         """A signed request from a registered, unrevoked terminal, fresh and never seen → its principal.
 
-        The nonce is recorded in this transaction; the (terminal, nonce) primary key makes a replay
-        fail even when both copies arrive at once. Nonces older than any fresh request are pruned.
+        The nonce is recorded in the transaction — its own, or the caller's `conn` (the caller then
+        commits it with its own first writes: one transaction less per request). The (terminal,
+        nonce) primary key makes a replay fail even when both copies arrive at once. A terminal's
+        nonces older than any fresh request are pruned at most once a minute per process.
         """
+        if conn is None:
+            with self.engine.connect() as own:
+                principal = self.verify_terminal_request(
+                    terminal_id, method, target, body, timestamp, nonce, signature, own
+                )
+                own.commit()
+            return principal
         terminal_auth.check_request_shape(method, nonce)
         now = self._now()
-        with self.engine.connect() as conn:
-            row = None
-            if is_id(terminal_id):
-                row = conn.execute(select(t.terminals).where(t.terminals.c.id == terminal_id)).first()
-            if row is None:
-                raise Unauthenticated("terminal_unknown", "This terminal is not registered.", terminal_id=terminal_id)
-            if row.revoked_at is not None:
-                raise Unauthenticated("terminal_revoked", "This terminal has been revoked.", terminal_id=terminal_id)
-            terminal_auth.check_fresh(timestamp, now, self.clock_skew)
-            message = terminal_auth.canonical_request(method, target, body, timestamp, nonce, terminal_id)
-            terminal_auth.verify_signature(row.public_key, signature, message)
-            try:
-                conn.execute(insert(t.terminal_nonces).values(terminal_id=terminal_id, nonce=nonce, seen_at=now))
-            except IntegrityError:
-                raise Unauthenticated(
-                    "terminal_replayed", "This request was already received.", terminal_id=terminal_id
-                ) from None
+        row = None
+        if is_id(terminal_id):
+            row = conn.execute(_TERMINAL_BY_ID, {"id": terminal_id}).first()
+        if row is None:
+            raise Unauthenticated("terminal_unknown", "This terminal is not registered.", terminal_id=terminal_id)
+        if row.revoked_at is not None:
+            raise Unauthenticated("terminal_revoked", "This terminal has been revoked.", terminal_id=terminal_id)
+        terminal_auth.check_fresh(timestamp, now, self.clock_skew)
+        message = terminal_auth.canonical_request(method, target, body, timestamp, nonce, terminal_id)
+        terminal_auth.verify_signature(row.public_key, signature, message)
+        # ON CONFLICT DO NOTHING rather than catching the duplicate: on PostgreSQL a failed INSERT
+        # would abort the caller's transaction.
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        seen = conn.execute(
+            dialect_insert(t.terminal_nonces)
+            .values(terminal_id=terminal_id, nonce=nonce, seen_at=now)
+            .on_conflict_do_nothing(),
+            execution_options={"preserve_rowcount": True},  # SQLAlchemy keeps INSERT rowcounts only on request
+        ).rowcount
+        if seen != 1:
+            raise Unauthenticated("terminal_replayed", "This request was already received.", terminal_id=terminal_id)
+        last = self._nonces_pruned.get(terminal_id)
+        if last is None or now - last >= NONCE_PRUNE_EVERY:
+            self._nonces_pruned[terminal_id] = now
             conn.execute(
                 delete(t.terminal_nonces).where(
                     t.terminal_nonces.c.terminal_id == terminal_id,
                     t.terminal_nonces.c.seen_at < now - self._nonce_retention(),
                 )
             )
-            conn.commit()
         return Principal("terminal", terminal_id, "vendor", row.label)
 
     def _nonce_retention(self) -> timedelta:
@@ -468,6 +485,11 @@ class AuthStore:
 
 
 # --- rows and helpers ------------------------------------------------------------------------------
+
+NONCE_PRUNE_EVERY = timedelta(minutes=1)
+_TERMINAL_BY_ID = select(t.terminals.c.label, t.terminals.c.public_key, t.terminals.c.revoked_at).where(
+    t.terminals.c.id == bindparam("id")
+)
 
 
 def _utc_or_none(value: datetime | None) -> datetime | None:

@@ -17,7 +17,10 @@ def make_engine(url: str, guarded: bool = True) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(parsed)
     else:
-        engine = create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # No pre-ping: it costs a round trip per checkout. After a PostgreSQL restart the first
+        # statement on a stale pooled connection fails (503 database_unavailable, retryable) and
+        # SQLAlchemy then discards every connection older than that failure.
+        engine = create_engine(parsed, pool_size=10, max_overflow=20)
     if guarded:
         install_guard(engine)
     return engine

@@ -11,18 +11,17 @@ claim taken over after `STALE_CLAIM` (its request died) can never lead to a seco
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 
 from civicard.adapters.db import tables as t
 from civicard.adapters.db.card_store import SqlCardUnitOfWork
-from civicard.adapters.db.decision_store import period_status
 from civicard.adapters.db.sale_store import Outlet, PostedSale, SqlSales
 from civicard.adapters.db.settlement_store import count_refusal
 from civicard.distribution.redemption import Claim, Counter, Holder, Refusal, ThrottleWindow
@@ -30,6 +29,7 @@ from civicard.distribution.sales import BasketLine, Price, Slot
 from civicard.shared.clock import as_utc
 from civicard.shared.errors import Conflict
 
+PRESERVE_ROWCOUNT = {"preserve_rowcount": True}  # SQLAlchemy keeps an INSERT's rowcount only on request
 STALE_CLAIM = timedelta(seconds=60)  # far beyond any request's lock waits; the claim's request died
 
 
@@ -53,7 +53,7 @@ class SqlRedemptions:
 
     def period_status(self, period: str) -> str | None:
         """Share-locked like every sale's own check (SqlSales.post), so a refusal is decided early."""
-        return period_status(self.conn, period, share_lock=True)
+        return self.sales.lock_period(period)
 
     def count_refusal(self, period: str, outlet_id: str, code: str) -> None:
         count_refusal(self.conn, period, outlet_id, code)
@@ -159,65 +159,58 @@ class IdempotencyKeys:
         self.engine = engine
         self.stale_after = stale_after
 
-    def claim(self, terminal_id: str, key: str, request_sha256: str, now: datetime) -> Claim | StoredAnswer:
-        """This request's claim on the key, or the first answer to replay; refuses a busy or reused key."""
+    def claim(
+        self, terminal_id: str, key: str, request_sha256: str, now: datetime, conn: sa.Connection | None = None
+    ) -> Claim | StoredAnswer:
+        """This request's claim on the key, or the first answer to replay; refuses a busy or reused key.
+
+        On its own transaction, or written on the caller's `conn` for the caller to commit (the
+        claim must be committed before the sale starts, so that duplicates see it).
+        """
+        if conn is None:
+            with self.engine.connect() as own:
+                found = self.claim(terminal_id, key, request_sha256, now, own)
+                own.commit()
+            return found
         k = t.idempotency_keys
-        with self.engine.connect() as conn:
-            try:
-                conn.execute(
-                    sa.insert(k).values(
-                        terminal_id=terminal_id, key=key, request_sha256=request_sha256, state="pending", created_at=now
-                    )
-                )
-                conn.commit()
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        pending = {"terminal_id": terminal_id, "key": key, "request_sha256": request_sha256, "state": "pending"}
+        insert = dialect_insert(k).values(**pending, created_at=now).on_conflict_do_nothing()
+        if conn.execute(insert, execution_options=PRESERVE_ROWCOUNT).rowcount == 1:
+            return Claim(terminal_id, key, now)
+        row = conn.execute(sa.select(k).where(k.c.terminal_id == terminal_id, k.c.key == key)).first()
+        if row is None:  # claimed and released (a transient failure) in between: try once more
+            if conn.execute(insert, execution_options=PRESERVE_ROWCOUNT).rowcount == 1:
                 return Claim(terminal_id, key, now)
-            except IntegrityError:
-                conn.rollback()  # PostgreSQL aborts the transaction on a duplicate key
-            row = conn.execute(sa.select(k).where(k.c.terminal_id == terminal_id, k.c.key == key)).first()
-            if row is None:  # claimed and released (a transient failure) in between: try once more
-                return self._retake(conn, terminal_id, key, request_sha256, now)
-            if row.request_sha256 != request_sha256:
-                raise Refusal("idempotency_key_reused", "This Idempotency-Key was used for another request.")
-            if row.state == "done":
-                return StoredAnswer(int(row.response_status), str(row.response_body).encode())
-            claimed_at = as_utc(row.created_at)
-            if now - claimed_at < self.stale_after:
-                raise _in_progress()
-            taken = conn.execute(
-                sa.update(k)
-                .where(k.c.terminal_id == terminal_id, k.c.key == key, k.c.state == "pending")
-                .where(k.c.created_at == row.created_at)
-                .values(created_at=now)
-            ).rowcount
-            conn.commit()
+            raise _in_progress()
+        if row.request_sha256 != request_sha256:
+            raise Refusal("idempotency_key_reused", "This Idempotency-Key was used for another request.")
+        if row.state == "done":
+            return StoredAnswer(int(row.response_status), str(row.response_body).encode())
+        if now - as_utc(row.created_at) < self.stale_after:
+            raise _in_progress()
+        taken = conn.execute(
+            sa.update(k)
+            .where(k.c.terminal_id == terminal_id, k.c.key == key, k.c.state == "pending")
+            .where(k.c.created_at == row.created_at)
+            .values(created_at=now)
+        ).rowcount
         if taken != 1:
             raise _in_progress()
         return Claim(terminal_id, key, now)
 
-    def _retake(self, conn: sa.Connection, terminal_id: str, key: str, sha: str, now: datetime) -> Claim:
-        try:
-            conn.execute(
-                sa.insert(t.idempotency_keys).values(
-                    terminal_id=terminal_id, key=key, request_sha256=sha, state="pending", created_at=now
-                )
-            )
-            conn.commit()
-        except IntegrityError:
-            raise _in_progress() from None
-        return Claim(terminal_id, key, now)
-
-    def settle(self, claim: Claim, status: int, body: bytes, now: datetime) -> bool:
+    def settle(
+        self, claim: Claim, status: int, body: bytes, now: datetime, conn: sa.Connection | None = None
+    ) -> bool:
         """Store a refusal as the key's answer; False if the claim was taken over meanwhile."""
-        with self.engine.connect() as conn:
-            done = _settle(conn, claim, status, body, now)
-            conn.commit()
-        return done
+        with _transaction(self.engine, conn) as tx:
+            return _settle(tx, claim, status, body, now)
 
-    def release(self, claim: Claim) -> None:
+    def release(self, claim: Claim, conn: sa.Connection | None = None) -> None:
         """Forget a claim whose request ended without a final answer (auth, throttle, server error)."""
         k = t.idempotency_keys
-        with self.engine.connect() as conn:
-            conn.execute(
+        with _transaction(self.engine, conn) as tx:
+            tx.execute(
                 sa.delete(k).where(
                     k.c.terminal_id == claim.terminal_id,
                     k.c.key == claim.key,
@@ -225,7 +218,18 @@ class IdempotencyKeys:
                     k.c.created_at == claim.claimed_at,
                 )
             )
-            conn.commit()
+
+
+@contextmanager
+def _transaction(engine: sa.Engine, conn: sa.Connection | None) -> Iterator[sa.Connection]:
+    """A short transaction, committed: on the caller's connection (between its transactions) or a new one."""
+    if conn is not None:
+        yield conn
+        conn.commit()
+        return
+    with engine.connect() as own:
+        yield own
+        own.commit()
 
 
 def _settle(conn: sa.Connection, claim: Claim, status: int, body: bytes, now: datetime) -> bool:

@@ -35,6 +35,7 @@ class PostedSale:
     period: str
     allocations: tuple[Allocation, ...]
     remaining: dict[str, int]  # item → what the household has left of it after the sale
+    units: dict[str, str]  # item → its unit, for the receipt
 
     @property
     def total_minor(self) -> int:
@@ -48,6 +49,20 @@ class PostedSale:
 class SqlSales:
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
+        # Periods share-locked in the current transaction (the transaction object is the key: a
+        # commit or rollback ends the locks, and with them what is remembered).
+        self._locked: tuple[sa.RootTransaction | None, dict[str, str | None]] = (None, {})
+
+    def lock_period(self, period: str) -> str | None:
+        """The period's status, share-locked until the transaction ends (once per transaction)."""
+        transaction = self.conn.get_transaction()
+        held, statuses = self._locked
+        if transaction is None or held is not transaction:
+            statuses = {}
+            self._locked = (transaction, statuses)
+        if period not in statuses:
+            statuses[period] = period_status(self.conn, period, share_lock=True)
+        return statuses[period]
 
     def outlet(self, outlet_id: str) -> Outlet | None:
         o = t.outlets
@@ -67,6 +82,37 @@ class SqlSales:
             for r in self.conn.execute(sa.select(p).where(p.c.period == period, p.c.item_code.in_(items)))
         }
         return kinds, prices
+
+    def offer(
+        self, period: str, items: Sequence[str], outlet_kind: str
+    ) -> tuple[dict[str, str], dict[str, str], dict[str, Price], frozenset[str]]:
+        """For the known items among `items`, in one query: kinds, units, prices for the period (if
+        priced), and which of their kinds `outlet_kind` may serve."""
+        i, p, s = t.items, t.item_prices, t.serving_rules
+        rows = self.conn.execute(
+            sa.select(
+                i.c.code,
+                i.c.kind,
+                i.c.unit,
+                p.c.reference_price_minor,
+                p.c.subsidized_price_minor,
+                s.c.item_kind.label("served"),
+            )
+            .select_from(
+                i.outerjoin(p, (p.c.item_code == i.c.code) & (p.c.period == period)).outerjoin(
+                    s, (s.c.item_kind == i.c.kind) & (s.c.outlet_kind == outlet_kind)
+                )
+            )
+            .where(i.c.code.in_(list(items)))
+        ).all()
+        kinds = {r.code: r.kind for r in rows}
+        units = {r.code: r.unit for r in rows}
+        prices = {
+            r.code: Price(r.reference_price_minor, r.subsidized_price_minor)
+            for r in rows
+            if r.reference_price_minor is not None
+        }
+        return kinds, units, prices, frozenset(r.kind for r in rows if r.served is not None)
 
     def slots(self, period: str, household_id: str, lock: bool = True) -> list[Slot]:
         """The household's entitlements for the period, locked until the transaction ends."""
@@ -97,11 +143,11 @@ class SqlSales:
         """Allocate and record the sale, or raise Refused having changed nothing. Every sale —
         online, offline or fallback — share-locks its period first: closing a period waits for
         sales in flight, and no sale lands in a period once it is closed."""
-        if period_status(self.conn, period, share_lock=True) != "open":
+        if self.lock_period(period) != "open":
             raise Refused("period_closed", f"Period {period} is not open for sales.")
         slots = self.slots(period, household_id)
-        kinds, prices = self.catalogue(period, [line.item for line in basket])
-        allocations = allocate(basket, slots, kinds, prices, self.serves(outlet.kind))
+        kinds, units, prices, served = self.offer(period, [line.item for line in basket], outlet.kind)
+        allocations = allocate(basket, slots, kinds, prices, served)
         e = t.entitlements
         for a in allocations:
             done = self.conn.execute(
@@ -112,7 +158,7 @@ class SqlSales:
             if done != 1:  # only reachable if a concurrent sale got there first without a row lock
                 raise Refused("insufficient_remaining", f"'{a.item}' was just redeemed elsewhere; try again.")
         redemption_id = new_id()
-        sale = PostedSale(redemption_id, period, tuple(allocations), {})
+        sale = PostedSale(redemption_id, period, tuple(allocations), {}, units)
         self.conn.execute(
             sa.insert(t.redemptions).values(
                 period=period,
@@ -141,7 +187,7 @@ class SqlSales:
         for slot in slots:
             if slot.item in sold:
                 remaining[slot.item] = remaining.get(slot.item, 0) + slot.remaining - taken.get(slot.entitlement_id, 0)
-        return PostedSale(redemption_id, period, tuple(allocations), remaining)
+        return PostedSale(redemption_id, period, tuple(allocations), remaining, units)
 
 
 def _line(

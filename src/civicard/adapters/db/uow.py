@@ -25,15 +25,20 @@ class SqlUnitOfWork:
     before any query runs.
     """
 
-    def __init__(self, engine: Engine, context: AccessContext, clock: Clock) -> None:
+    def __init__(
+        self, engine: Engine, context: AccessContext, clock: Clock, connection: Connection | None = None
+    ) -> None:
+        """With `connection` (checked out by the caller, between transactions), the unit runs on it
+        and leaves it open: a request that already used a connection needs no second checkout."""
         self.engine = engine
         self.context = context
         self.clock = clock
+        self._lent = connection
         self._conn: Connection | None = None
 
     def __enter__(self) -> SqlUnitOfWork:
         purpose_policy().check(self.context)
-        conn = self.engine.connect()
+        conn = self._lent if self._lent is not None else self.engine.connect()
         conn.info[ACCESS_KEY] = self.context
         conn.begin()
         self._conn = conn
@@ -72,5 +77,6 @@ class SqlUnitOfWork:
             conn.rollback()
         finally:
             conn.info.pop(ACCESS_KEY, None)
-            conn.close()
+            if self._lent is None:
+                conn.close()
             self._conn = None
