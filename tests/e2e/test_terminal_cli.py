@@ -86,15 +86,21 @@ def test_an_offline_sale_reaches_the_ledger_after_sync(
     assert "queued 0, conflicts 0" in shown
 
 
-def test_a_revoked_terminal_cannot_sync(live_server: LiveServer, town: DistributionTown, tmp_path: Path) -> None:
+def test_a_revoked_terminal_hands_in_its_receipts_for_review_and_gets_no_bundle(
+    live_server: LiveServer, town: DistributionTown, tmp_path: Path
+) -> None:
     terminal_id = register(live_server, town, tmp_path)
     assert terminal(tmp_path, "sync")[0] == 0
     assert terminal(tmp_path, "redeem", "--card", town.adults[1].token, "--item", "OIL-1L=1")[0] == 0
     live_server.container.auth.revoke_terminal(terminal_id, "e2e")
     code, shown = terminal(tmp_path, "sync")
-    assert code == 1 and "terminal_revoked" in shown
-    code, shown = terminal(tmp_path, "queue")
-    assert code == 0 and "OIL-1L×1" in shown  # kept on the device, never dropped
+    assert code == 1 and "terminal_revoked" in shown  # no new bundle for a revoked terminal
+    code, shown = terminal(tmp_path, "status")
+    assert "queued 0, conflicts 1" in shown, shown  # the device knows the server kept it for review
+    o = t.offline_receipts
+    with system_uow(town.engine, town.clock) as uow:
+        kept = uow.connection.execute(sa.select(o.c.status, o.c.conflict).where(o.c.terminal_id == terminal_id)).all()
+    assert [tuple(row) for row in kept] == [("conflict", "terminal_revoked")]  # flagged, not applied
 
 
 def test_reviewers_list_offline_conflicts_and_others_may_not(live_server: LiveServer, town: DistributionTown) -> None:

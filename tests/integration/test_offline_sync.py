@@ -203,3 +203,42 @@ def test_a_reused_seq_with_another_basket_is_refused(town: DistributionTown) -> 
     first = sync(town, town.shop, signed(town.shop, None, 0, receipt(town, town.shop, 1, card, RICE_1KG=1)))
     second = sync(town, town.shop, signed(town.shop, None, 0, receipt(town, town.shop, 1, card, RICE_1KG=2)))
     assert (first[0].status, second[0].status, second[0].reason) == ("applied", "refused", "receipt_seq_reused")
+
+
+def test_a_childs_card_is_listed_with_nothing_to_redeem_and_its_receipts_are_conflicts(
+    town: DistributionTown,
+) -> None:
+    child = town.minors[0]
+    parent = next(c for c in town.adults if c.household_id == child.household_id)
+    sell_online(town, town.shop, parent, "RICE-1KG", 1)  # the household is now one of the shop's
+    with vendor_uow(town, town.shop) as uow:
+        bundle = build_bundle(uow, TEST_ROOT_KEY, town.shop.terminal_id, town.clock.now())
+    group = bundle.group_of(child.handle)
+    assert group is not None and bundle.groups[group] == {}  # not the caps an unknown card gets
+    household = bundle.group_of(parent.handle)
+    assert household is not None and bundle.groups[household]["RICE-1KG"] == town.remaining(
+        parent.household_id, "RICE-1KG"
+    )
+    before = town.counts()
+    outcomes = sync(town, town.shop, signed(town.shop, None, 0, receipt(town, town.shop, 1, child, RICE_1KG=1)))
+    assert [(o.status, o.reason) for o in outcomes] == [("conflict", "not_entitled")]
+    assert town.counts() == before
+
+
+def test_a_revoked_terminals_receipts_are_kept_as_conflicts_and_never_applied(town: DistributionTown) -> None:
+    card = town.adults[0]
+    before = town.counts()
+    with system_uow(town.engine, town.clock) as uow:
+        uow.connection.execute(
+            sa.update(t.terminals).where(t.terminals.c.id == town.shop.terminal_id).values(revoked_at=town.clock.now())
+        )
+        uow.commit()
+    outcomes = sync(town, town.shop, signed(town.shop, None, 0, receipt(town, town.shop, 1, card, RICE_1KG=1)))
+    assert [(o.status, o.reason) for o in outcomes] == [("conflict", "terminal_revoked")]
+    assert town.counts() == before
+    assert [s[2:] for s in stored(town)] == [("conflict", "terminal_revoked")]
+    again = sync(town, town.shop, signed(town.shop, None, 0, receipt(town, town.shop, 1, card, RICE_1KG=1)))
+    assert [(o.status, o.reason) for o in again] == [("conflict", "terminal_revoked")]  # answered the same
+    reviewer = AccessContext(Actor("reviewer-1", "reviewer"), "offline_review")
+    with SqlUnitOfWork(town.engine, reviewer, town.clock) as uow:
+        assert [c.reason for c in list_conflicts(uow, town.clock.now())] == ["terminal_revoked"]

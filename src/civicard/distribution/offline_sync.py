@@ -7,7 +7,9 @@ outcome, so a terminal may re-send a batch as often as it likes. Anything that c
 more than the household has left (the same card sold offline at two outlets), a revoked,
 suspended, expired or unknown card, a closed period — is stored with status `conflict` and its
 reason, for a reviewer; nothing is dropped. Only a receipt that is not this terminal's (a bad
-signature, another terminal's id, a reused sequence number) is refused without being stored.
+signature, another terminal's id, a reused sequence number) is refused without being stored. A
+revoked terminal may still sync (its device key still signs): its receipts are all kept as
+`terminal_revoked` conflicts and none is applied.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from civicard.distribution.offline import (
     previous_periods,
     verify_receipt,
 )
+from civicard.distribution.redemption import may_redeem
 from civicard.distribution.sales import Refused
 from civicard.shared.errors import DomainError, Forbidden, Unavailable
 from civicard.shared.keys import RootKey
@@ -45,6 +48,7 @@ class TerminalSeat:
     outlet_id: str | None
     role: str
     public_key: bytes
+    revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,18 @@ class CardHolder:
     status: str
     expires_at: datetime
     household_id: str | None
+    birth_date: date
+    record_status: str
+
+
+@dataclass(frozen=True)
+class MemberCard:
+    """A valid card of a current household member, as the bundle needs it (the handle is only hashed)."""
+
+    household_id: str
+    handle: str
+    birth_date: date
+    record_status: str
 
 
 @dataclass(frozen=True)
@@ -122,7 +138,7 @@ class OfflineStore(Protocol):
     def remaining(
         self, period: str, household_ids: Sequence[str], items: Iterable[str]
     ) -> dict[str, dict[str, int]]: ...
-    def valid_cards(self, household_ids: Sequence[str], now: datetime) -> dict[str, list[str]]: ...
+    def valid_cards(self, household_ids: Sequence[str], now: datetime) -> list[MemberCard]: ...
     def offline_caps(self, period_start: date) -> dict[str, int]: ...
     def item_kinds(self) -> dict[str, str]: ...
     def latest_status_list(self) -> bytes | None: ...
@@ -196,7 +212,13 @@ def build_bundle(uow: OfflineUnitOfWork, root_key: RootKey, terminal_id: str, no
     servable = {item for item, kind in store.item_kinds().items() if kind in serves}
     households = store.households_served(outlet.id, previous_periods(period))
     remaining = store.remaining(period, households, servable)
-    cards = store.valid_cards(households, now)
+    cards: dict[str, list[str]] = {}
+    barred: list[str] = []  # children's cards (and cards of inactive records): nothing to redeem
+    for card in store.valid_cards(households, now):
+        if may_redeem(card.birth_date, card.record_status, now.date()):
+            cards.setdefault(card.household_id, []).append(card.handle)
+        else:
+            barred.append(card.handle)
     key = outlet_bundle_key(root_key, outlet.id, period)
     groups: list[dict[str, int]] = []
     by_card: dict[bytes, int] = {}
@@ -208,6 +230,13 @@ def build_bundle(uow: OfflineUnitOfWork, root_key: RootKey, terminal_id: str, no
         for handle in cards[household]:
             by_card[card_key(key, handle)] = len(groups)
         groups.append(remaining.get(household, {}))
+    if barred:
+        # Listed with an empty group, so the terminal refuses them rather than applying the caps
+        # that any unlisted card gets. (A child's card from a household not in the bundle can
+        # still get the caps offline; the sync then keeps that receipt as a `not_entitled` conflict.)
+        for handle in barred:
+            by_card[card_key(key, handle)] = len(groups)
+        groups.append({})
     in_force = store.offline_caps(date.fromisoformat(f"{period}-01"))
     caps = {item: cap for item, cap in in_force.items() if item in servable}
     issued = now.replace(microsecond=0)
@@ -233,7 +262,14 @@ def apply_receipt(uow: OfflineUnitOfWork, seat: TerminalSeat, signed: SignedRece
     store = uow.offline
     holder = store.card_holder(receipt.card)
     outlet = uow.sales.outlet(str(seat.outlet_id))
-    reason = "outlet_closed" if outlet is None else _conflict(holder, receipt, store.period_status(receipt.period))
+    if seat.revoked_at is not None:
+        # A revoked (lost or stolen) terminal's receipts are kept for a reviewer, never applied:
+        # the goods may have been handed out before the revocation, or the receipts forged after.
+        reason: str | None = "terminal_revoked"
+    elif outlet is None:
+        reason = "outlet_closed"
+    else:
+        reason = _conflict(holder, receipt, store.period_status(receipt.period))
     redemption_id: str | None = None
     if reason is None and holder is not None and holder.household_id is not None:
         try:
@@ -306,7 +342,9 @@ def _conflict(holder: CardHolder | None, receipt: Receipt, period_status: str | 
         return _CARD_CONFLICTS[holder.status]
     if holder.expires_at <= receipt.device_time:
         return "card_expired"
-    if holder.household_id is None:
+    if holder.household_id is None or not may_redeem(
+        holder.birth_date, holder.record_status, receipt.device_time.date()
+    ):
         return "not_entitled"
     if period_status != "open":
         return "period_closed"

@@ -93,9 +93,14 @@ class Holder:
     household_id: str | None  # current household, if any
 
     def can_redeem(self, day: date) -> bool:
-        before_birthday = (day.month, day.day) < (self.birth_date.month, self.birth_date.day)
-        age = day.year - self.birth_date.year - int(before_birthday)
-        return self.record_status == "active" and self.household_id is not None and age >= ADULT_AGE
+        return self.household_id is not None and may_redeem(self.birth_date, self.record_status, day)
+
+
+def may_redeem(birth_date: date, record_status: str, day: date) -> bool:
+    """Whether a person may redeem on `day`: an active record, and 18 or older that day."""
+    before_birthday = (day.month, day.day) < (birth_date.month, birth_date.day)
+    age = day.year - birth_date.year - int(before_birthday)
+    return record_status == "active" and age >= ADULT_AGE
 
 
 @dataclass(frozen=True)

@@ -101,10 +101,18 @@ class SignedRequest:
     nonce: str
     signature: bytes
 
-    def verify(self, app: Container, conn: Connection | None = None) -> Principal:
+    def verify(self, app: Container, conn: Connection | None = None, *, allow_revoked: bool = False) -> Principal:
         """The terminal's principal, if the signature, clock, nonce and registration hold."""
         return app.auth.verify_terminal_request(
-            self.terminal_id, self.method, self.target, self.body, self.timestamp, self.nonce, self.signature, conn
+            self.terminal_id,
+            self.method,
+            self.target,
+            self.body,
+            self.timestamp,
+            self.nonce,
+            self.signature,
+            conn,
+            allow_revoked=allow_revoked,
         )
 
 
@@ -134,7 +142,14 @@ async def terminal(app: App, signed: Annotated[SignedRequest, Depends(signed_req
     return principal
 
 
+async def terminal_even_revoked(app: App, signed: Annotated[SignedRequest, Depends(signed_request)]) -> Principal:
+    """Like `terminal`, but a revoked terminal's valid signature is accepted (to hand in receipts)."""
+    principal: Principal = await run_in_threadpool(lambda: signed.verify(app, allow_revoked=True))
+    return principal
+
+
 Access = Annotated[AccessContext, Depends(access_context)]
 Resident = Annotated[Principal, Depends(resident)]
 Terminal = Annotated[Principal, Depends(terminal)]
+TerminalEvenRevoked = Annotated[Principal, Depends(terminal_even_revoked)]
 Signed = Annotated[SignedRequest, Depends(signed_request)]

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from civicard.adapters.api.access import Access, App, Terminal
+from civicard.adapters.api.access import Access, App, Terminal, TerminalEvenRevoked
 from civicard.adapters.api.offline_schemas import (
     ConflictOut,
     ConflictsOut,
@@ -74,8 +74,11 @@ def terminal_bundle(app: App, terminal: Terminal) -> Response:
 
 
 @router.post("/terminal/receipts", responses=TERMINAL_PROBLEMS)
-def terminal_receipts(body: ReceiptsIn, app: App, terminal: Terminal) -> ReceiptsOut:
-    """Apply a batch of signed offline receipts in seq order; a re-sent receipt gets its first answer."""
+def terminal_receipts(body: ReceiptsIn, app: App, terminal: TerminalEvenRevoked) -> ReceiptsOut:
+    """Apply a batch of signed offline receipts in seq order; a re-sent receipt gets its first answer.
+
+    A revoked terminal may still hand in its receipts: each is kept as a `terminal_revoked`
+    conflict for a reviewer, and none is applied."""
     batch = [SignedReceipt(i, _b64(r.payload), _b64(r.signature)) for i, r in enumerate(body.receipts)]
     context = _vendor(terminal.id)
     with app.uow(context) as uow:

@@ -414,6 +414,8 @@ class AuthStore:
         nonce: str,
         signature: bytes,
         conn: Connection | None = None,
+        *,
+        allow_revoked: bool = False,
     ) -> Principal:
         """A signed request from a registered, unrevoked terminal, fresh and never seen → its principal.
 
@@ -421,11 +423,13 @@ class AuthStore:
         commits it with its own first writes: one transaction less per request). The (terminal,
         nonce) primary key makes a replay fail even when both copies arrive at once. A terminal's
         nonces older than any fresh request are pruned at most once a minute per process.
+        `allow_revoked` accepts a revoked terminal's signature (only for handing in its offline
+        receipts, which are then kept for review).
         """
         if conn is None:
             with self.engine.connect() as own:
                 principal = self.verify_terminal_request(
-                    terminal_id, method, target, body, timestamp, nonce, signature, own
+                    terminal_id, method, target, body, timestamp, nonce, signature, own, allow_revoked=allow_revoked
                 )
                 own.commit()
             return principal
@@ -436,7 +440,7 @@ class AuthStore:
             row = conn.execute(_TERMINAL_BY_ID, {"id": terminal_id}).first()
         if row is None:
             raise Unauthenticated("terminal_unknown", "This terminal is not registered.", terminal_id=terminal_id)
-        if row.revoked_at is not None:
+        if row.revoked_at is not None and not allow_revoked:
             raise Unauthenticated("terminal_revoked", "This terminal has been revoked.", terminal_id=terminal_id)
         terminal_auth.check_fresh(timestamp, now, self.clock_skew)
         message = terminal_auth.canonical_request(method, target, body, timestamp, nonce, terminal_id)

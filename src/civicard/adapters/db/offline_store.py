@@ -22,6 +22,7 @@ from civicard.adapters.db.register_store import SqlProgramRegister
 from civicard.distribution.offline_sync import (
     CardHolder,
     DuplicateReceipt,
+    MemberCard,
     NewReceipt,
     OfflineConflict,
     StoredReceipt,
@@ -41,7 +42,10 @@ class SqlOffline:
     def seat(self, terminal_id: str) -> TerminalSeat | None:
         tm = t.terminals
         row = self.conn.execute(sa.select(tm).where(tm.c.id == terminal_id)).first()
-        return TerminalSeat(row.id, row.outlet_id, row.role, bytes(row.public_key)) if row else None
+        if row is None:
+            return None
+        revoked_at = as_utc(row.revoked_at) if row.revoked_at is not None else None
+        return TerminalSeat(row.id, row.outlet_id, row.role, bytes(row.public_key), revoked_at)
 
     def period_status(self, period: str) -> str | None:
         return period_status(self.conn, period)
@@ -66,20 +70,22 @@ class SqlOffline:
                 out.setdefault(row.household_id, {})[row.item_code] = int(row.left)
         return out
 
-    def valid_cards(self, household_ids: Sequence[str], now: datetime) -> dict[str, list[str]]:
-        """Per household, the handles of its current members' valid, unexpired cards."""
-        c, m = t.cards, t.memberships
-        out: dict[str, list[str]] = {}
+    def valid_cards(self, household_ids: Sequence[str], now: datetime) -> list[MemberCard]:
+        """The valid, unexpired cards of the households' current members, with what decides
+        whether each holder may redeem (birth date, record status)."""
+        c, m, p = t.cards, t.memberships, t.persons
+        out: list[MemberCard] = []
         for chunk in _chunks(household_ids):
             query = (
-                sa.select(m.c.household_id, c.c.handle)
+                sa.select(m.c.household_id, c.c.handle, p.c.birth_date, p.c.record_status)
                 .join(m, m.c.person_id == c.c.person_id)
+                .join(p, p.c.id == c.c.person_id)
                 .where(m.c.household_id.in_(chunk), m.c.valid_to.is_(None), c.c.status == "valid")
                 .where(c.c.expires_at > now)
                 .order_by(c.c.handle)
             )
-            for row in self.conn.execute(query):
-                out.setdefault(row.household_id, []).append(row.handle)
+            rows = self.conn.execute(query)
+            out.extend(MemberCard(r.household_id, r.handle, r.birth_date, r.record_status) for r in rows)
         return out
 
     def offline_caps(self, period_start: date) -> dict[str, int]:
@@ -99,11 +105,19 @@ class SqlOffline:
         return bytes(raw) if raw is not None else None
 
     def card_holder(self, handle: str) -> CardHolder | None:
-        c, m = t.cards, t.memberships
+        c, m, p = t.cards, t.memberships, t.persons
         current = sa.and_(m.c.person_id == c.c.person_id, m.c.valid_to.is_(None))
-        query = sa.select(c.c.id, c.c.status, c.c.expires_at, m.c.household_id).outerjoin(m, current)
+        query = (
+            sa.select(c.c.id, c.c.status, c.c.expires_at, m.c.household_id, p.c.birth_date, p.c.record_status)
+            .join(p, p.c.id == c.c.person_id)
+            .outerjoin(m, current)
+        )
         row = self.conn.execute(query.where(c.c.handle == handle)).first()
-        return CardHolder(row.id, row.status, as_utc(row.expires_at), row.household_id) if row else None
+        if row is None:
+            return None
+        return CardHolder(
+            row.id, row.status, as_utc(row.expires_at), row.household_id, row.birth_date, row.record_status
+        )
 
     def stored_receipt(self, terminal_id: str, seq: int) -> StoredReceipt | None:
         o = t.offline_receipts
