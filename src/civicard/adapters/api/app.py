@@ -23,6 +23,7 @@ from civicard.adapters.api.redemption_routes import router as redemption_router
 from civicard.adapters.api.registry_routes import router as registry_router
 from civicard.adapters.api.session_routes import router as session_router
 from civicard.adapters.api.settlement_routes import router as settlement_router
+from civicard.adapters.api.transparency_routes import router as transparency_router
 from civicard.adapters.db.migrate import head_revision
 from civicard.adapters.web.appeal_pages import router as appeal_pages_router
 from civicard.adapters.web.card_pages import router as card_pages_router
@@ -34,6 +35,7 @@ from civicard.adapters.web.program_pages import router as program_pages_router
 from civicard.adapters.web.resident_pages import router as resident_router
 from civicard.adapters.web.review_pages import router as review_pages_router
 from civicard.adapters.web.terminal_pages import router as terminal_pages_router
+from civicard.adapters.web.transparency_pages import router as transparency_pages_router
 from civicard.bootstrap import Container
 
 
@@ -67,6 +69,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(settlement_router)
     app.include_router(fallback_router)
     app.include_router(redemption_router)
+    app.include_router(transparency_router)
     _health(app)
     app.include_router(pages_router)
     app.include_router(resident_router)
@@ -77,6 +80,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(cycle_pages_router)
     app.include_router(program_pages_router)
     app.include_router(terminal_pages_router)
+    app.include_router(transparency_pages_router)
     mount_static(app)
     return app
 
