@@ -2,12 +2,22 @@
 // non-extractable WebCrypto key kept in IndexedDB (no script can read its bytes back) — and every request
 // is signed here with WebCrypto Ed25519 over the canonical request of identity/terminal_auth.py:
 //   civicard-terminal-request-v1\nMETHOD\ntarget\nsha256(body) hex\ntimestamp\nnonce\nterminal id
+// Camera scanning decodes video frames with the vendored npm package jsqr 1.4.0 (Apache-2.0;
+// static/vendor/jsqr-1.4.0.js is its dist/jsQR.js unchanged, licence in vendor/jsqr-LICENSE.txt):
+// plain JavaScript, no worker, no WebAssembly, no eval, so it runs under a CSP of script-src 'self'.
+// It is loaded on the first press of the scan button only, so shops that type codes never fetch it.
 "use strict";
 (function () {
   const SCHEME = "civicard-terminal-request-v1";
   const PKCS8_ED25519_PREFIX = hexToBytes("302e020100300506032b657004220420");
   const CHECK = "/v1/terminal/card-check";
   const REDEEM = "/v1/redemptions";
+  const QR_PREFIX = "CC1:";  // identity/credentials.py QR_PREFIX
+  const DECODER_SRC = "/static/vendor/jsqr-1.4.0.js";
+  // The rear camera when there is one (`ideal`, so a laptop's only camera still opens).
+  const CAMERA = { audio: false, video: { facingMode: { ideal: "environment" }, width: { ideal: 1280 }, height: { ideal: 720 } } };
+  const SCAN_INTERVAL_MS = 150;  // decoding runs on the main thread: a few frames a second is enough
+  const SCAN_MAX_SIDE = 800;  // frames are scaled down to this before decoding; a card QR is version ≤ 9
   const enc = new TextEncoder();
 
   // One clear message per refusal code, Spanish first then English.
@@ -31,10 +41,18 @@
     too_many_attempts: (p) => `Demasiados intentos: espere ${p.retry_after_seconds || "unos"} segundos. / Too many attempts: wait and try again.`,
     request_in_progress: () => "La venta aún está en curso: pulse Vender de nuevo. / The sale is still running: press Sell again.",
     network: () => "Sin conexión: pulse Vender para reintentar (no se cobrará dos veces). / No connection: press Sell to retry (it will not be charged twice).",
+    camera_denied: () => "Sin permiso para usar la cámara: permítalo en el navegador o escriba el código. / Camera permission denied: allow it in the browser or type the code.",
+    camera_missing: () => "No se encontró ninguna cámara: escriba el código. / No camera found: type the code.",
+    camera_busy: () => "La cámara está en uso por otra aplicación. / The camera is in use by another app.",
+    camera_failed: () => "No se pudo abrir la cámara: escriba el código. / The camera could not be opened: type the code.",
+    scanner_unavailable: () => "No se pudo cargar el lector de QR: escriba el código. / The QR reader could not be loaded: type the code.",
+    qr_not_a_card: () => "Este QR no es una tarjeta civicard: apunte al QR de la tarjeta. / This QR is not a civicard card: point at the card's QR.",
   };
 
   const $ = (sel) => document.querySelector(sel);
   const state = { key: null, terminalId: "", token: "", items: [], basket: {}, pending: null };
+  // `session` is the camera being opened or shown; a stale one is released when its awaits return.
+  const camera = { session: null, decoder: null };
 
   function hexToBytes(hex) {
     const out = new Uint8Array(hex.length / 2);
@@ -159,8 +177,119 @@
     await loadStored();
   }
 
+  function loadDecoder() {
+    if (window.jsQR) return Promise.resolve(window.jsQR);
+    if (!camera.decoder) {
+      camera.decoder = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = DECODER_SRC;
+        script.onload = () => (window.jsQR ? resolve(window.jsQR) : reject(new Error("jsQR missing")));
+        script.onerror = () => { camera.decoder = null; script.remove(); reject(new Error("jsQR not loaded")); };
+        document.head.append(script);
+      });
+    }
+    return camera.decoder;
+  }
+
+  function cameraRefusal(error) {
+    const name = error && error.name;
+    if (name === "NotAllowedError" || name === "SecurityError") return "camera_denied";
+    if (name === "NotFoundError" || name === "OverconstrainedError") return "camera_missing";
+    if (name === "NotReadableError") return "camera_busy";
+    return "camera_failed";
+  }
+
+  async function startCamera() {
+    if (camera.session) return;
+    const session = { stream: null, timer: 0, canvas: null, rejected: "" };
+    camera.session = session;
+    say(null);
+    $("[data-action=scan-start]").hidden = true;
+    $("#camera-view").hidden = false;
+    $("[data-field=camera-hint]").textContent = "Abriendo la cámara… / Opening the camera…";
+    $("[data-action=scan-stop]").focus();
+    const decoder = loadDecoder().catch(() => null);  // fetched while the permission prompt is open
+    try {
+      session.stream = await navigator.mediaDevices.getUserMedia(CAMERA);
+    } catch (error) {
+      if (camera.session === session) { stopCamera(); say(cameraRefusal(error)); }
+      return;
+    }
+    const jsQR = await decoder;
+    if (camera.session !== session) { release(session); return; }
+    if (!jsQR) { stopCamera(); say("scanner_unavailable"); return; }
+    const video = $("#camera-video");
+    video.srcObject = session.stream;
+    try { await video.play(); } catch (error) {
+      if (camera.session === session) { stopCamera(); say("camera_failed"); }
+      return;
+    }
+    if (camera.session !== session) return;
+    $("[data-field=camera-hint]").textContent = "Apunte al código QR de la tarjeta / Point at the card's QR code";
+    $("#camera-view").dataset.scanning = "true";
+    scanFrame(session, jsQR);
+  }
+
+  function release(session) {
+    clearTimeout(session.timer);
+    if (session.stream) session.stream.getTracks().forEach((track) => track.stop());
+  }
+
+  function stopCamera() {
+    const session = camera.session;
+    camera.session = null;
+    if (session) release(session);
+    const view = $("#camera-view");
+    const hadFocus = view.contains(document.activeElement);
+    $("#camera-video").srcObject = null;
+    view.hidden = true;
+    delete view.dataset.scanning;
+    const start = $("[data-action=scan-start]");
+    start.hidden = false;
+    if (hadFocus) start.focus();
+  }
+
+  function scanFrame(session, jsQR) {
+    if (camera.session !== session) return;
+    const video = $("#camera-video");
+    let text = null;
+    try { text = video.videoWidth ? decodeFrame(video, session, jsQR) : null; } catch (error) {
+      stopCamera(); say("camera_failed"); return;  // never leave the camera on with nothing reading it
+    }
+    if (text !== null && acceptScan(session, text)) return;
+    session.timer = setTimeout(scanFrame, SCAN_INTERVAL_MS, session, jsQR);
+  }
+
+  function decodeFrame(video, session, jsQR) {
+    const scale = Math.min(1, SCAN_MAX_SIDE / Math.max(video.videoWidth, video.videoHeight));
+    const width = Math.round(video.videoWidth * scale);
+    const height = Math.round(video.videoHeight * scale);
+    if (!session.canvas) session.canvas = document.createElement("canvas");
+    const canvas = session.canvas;
+    if (canvas.width !== width || canvas.height !== height) { canvas.width = width; canvas.height = height; }
+    const context = canvas.getContext("2d", { willReadFrequently: true });
+    context.drawImage(video, 0, 0, width, height);
+    // Cards are printed dark on light: skipping the inverted pass halves the work per frame.
+    const found = jsQR(context.getImageData(0, 0, width, height).data, width, height, { inversionAttempts: "dontInvert" });
+    return found ? found.data : null;
+  }
+
+  // The first civicard code ends the scan and goes through the typed-code flow; any other QR is
+  // reported once and scanning goes on, so the shopkeeper can aim at the card's code instead.
+  function acceptScan(session, text) {
+    const code = text.trim();
+    if (!code.startsWith(QR_PREFIX)) {
+      if (code !== session.rejected) { session.rejected = code; say("qr_not_a_card"); }
+      return false;
+    }
+    $("#card-code").value = code;
+    $("#card-code").focus();
+    checkCard();
+    return true;
+  }
 
   function restart() {
+    stopCamera();
     state.token = ""; state.items = []; state.basket = {}; state.pending = null;
     $("#card-code").value = ""; $("#pin").value = "";
     say(null);
@@ -168,8 +297,14 @@
     show("#card-step", Boolean(state.key));
   }
 
-  async function checkCard(event) {
+  function submitCard(event) {
     event.preventDefault();
+    checkCard();
+  }
+
+  // The one card-check flow, for a typed code and a scanned one alike.
+  async function checkCard() {
+    stopCamera();
     say(null);
     state.token = $("#card-code").value.trim();
     state.pending = null;
@@ -287,7 +422,14 @@
   document.addEventListener("DOMContentLoaded", () => {
     $("#setup-form").addEventListener("submit", saveKey);
     $("[data-action=forget-key]").addEventListener("click", forgetKey);
-    $("#card-form").addEventListener("submit", checkCard);
+    $("#card-form").addEventListener("submit", submitCard);
+    $("[data-action=scan-start]").addEventListener("click", startCamera);
+    $("[data-action=scan-stop]").addEventListener("click", stopCamera);
+    $("#camera-view").addEventListener("keydown", (event) => { if (event.key === "Escape") stopCamera(); });
+    // The camera never stays on behind the shopkeeper's back: leaving or hiding the page stops it.
+    window.addEventListener("pagehide", stopCamera);
+    document.addEventListener("visibilitychange", () => { if (document.hidden) stopCamera(); });
+    $("#camera").hidden = !(navigator.mediaDevices && typeof navigator.mediaDevices.getUserMedia === "function");
     $(".pad").addEventListener("click", pad);
     $("[data-action=sell]").addEventListener("click", sell);
     document.querySelectorAll("[data-action=restart]").forEach((b) => b.addEventListener("click", restart));
