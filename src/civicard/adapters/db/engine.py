@@ -19,8 +19,9 @@ def make_engine(url: str, guarded: bool = True) -> Engine:
     else:
         # No pre-ping: it costs a round trip per checkout. After a PostgreSQL restart the first
         # statement on a stale pooled connection fails (503 database_unavailable, retryable) and
-        # SQLAlchemy then discards every connection older than that failure.
-        engine = create_engine(parsed, pool_size=10, max_overflow=20)
+        # SQLAlchemy then discards every connection older than that failure. Connections are
+        # renewed after 30 minutes, before an idle timeout on the way could cut them silently.
+        engine = create_engine(parsed, pool_size=10, max_overflow=20, pool_recycle=1800)
     if guarded:
         install_guard(engine)
     return engine
