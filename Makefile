@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install install-dev lint typecheck unit bench clean
+.PHONY: run test install install-dev lint typecheck unit bench messages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/enrollment_match_bench.py
 	$(BIN)/python bench/rules_bench.py
 	$(BIN)/python bench/redemption_bench.py
+
+## messages: extract the pages' texts (babel.cfg) into messages.pot and merge them into the es and en catalogs
+LOCALE := src/civicard/adapters/web/locale
+messages: $(VENV)/.installed
+	$(BIN)/pybabel extract -F babel.cfg --no-wrap --project civicard -o $(LOCALE)/messages.pot .
+	$(BIN)/pybabel update -i $(LOCALE)/messages.pot -d $(LOCALE) -D messages --no-wrap --ignore-obsolete
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -193,10 +193,10 @@ def test_a_resident_signs_in_on_the_page_and_sees_the_verified_log(
     browser_page.goto(live_server.base_url + "/me")
     browser_page.fill("#handle", format_handle(handle))
     browser_page.fill("#pin", "1357")
-    browser_page.click("button[type=submit]")
+    browser_page.click("form[action='/me/signin'] button[type=submit]")  # the header has the language switch
     assert browser_page.locator("[data-code=pin_wrong]").count() == 1
     browser_page.fill("#pin", "4821")
-    browser_page.click("button[type=submit]")
+    browser_page.click("form[action='/me/signin'] button[type=submit]")
     browser_page.wait_for_url("**/me/log")
     assert "4821" not in browser_page.url and handle not in browser_page.url
     deadline = time.monotonic() + INTEGRATION_WAIT

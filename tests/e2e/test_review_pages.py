@@ -46,7 +46,7 @@ def test_a_reviewer_merges_a_duplicate_and_undoes_the_merge(
     table = page.locator("table.side-by-side").inner_text()
     assert "María José" in table and "Maria Jose" in table
     assert page.locator("tr.differs").count() >= 1
-    assert page.locator("tr[data-reason=birth_date]").inner_text().count("coincide / agree") == 1
+    assert page.locator("tr[data-reason=birth_date]").inner_text().count("coincide") == 1
     page.screenshot(path=str(screenshots / "review-case.png"), full_page=True)
 
     page.select_option("#survivor_id", original)
@@ -55,7 +55,7 @@ def test_a_reviewer_merges_a_duplicate_and_undoes_the_merge(
         page.locator("[data-action=decide-same]").click()
     assert page.locator("[data-field=status]").inner_text() == "same"
     notices = page.locator(".notice").all_inner_texts()
-    assert any("Records merged" in n for n in notices) and any("without a PIN" in n for n in notices)
+    assert any("Registros unidos" in n for n in notices) and any("sin PIN" in n for n in notices)
     merge_row = page.locator("tr[data-merge][data-undone=false]")
     assert merge_row.count() == 1 and "misma cédula" in merge_row.inner_text()
     assert REVIEWER.display_name in merge_row.inner_text()  # who merged, by name
@@ -70,8 +70,8 @@ def test_a_reviewer_merges_a_duplicate_and_undoes_the_merge(
     with page.expect_navigation():
         undo.locator("[data-action=undo-merge]").click()
     notices = page.locator(".notice").all_inner_texts()
-    assert any("Merge undone" in n for n in notices) and any("issue a new one" in n for n in notices)
-    assert any("rejoined its household" in n for n in notices)
+    assert any("Unión deshecha" in n for n in notices) and any("emita una nueva" in n for n in notices)
+    assert any("Volvió a su hogar" in n for n in notices)
     page.screenshot(path=str(screenshots / "review-merge-undone.png"), full_page=True)
     assert page.locator("[data-field=status]").inner_text() == "open"
     assert page.locator("tr[data-merge][data-undone=true]").count() == 1

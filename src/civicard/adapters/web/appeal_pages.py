@@ -11,11 +11,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from civicard.adapters.api.access import App
 from civicard.adapters.db.auth_store import ActiveSession
+from civicard.adapters.web.i18n import N_, gettext, translated, use_request_locale
 from civicard.adapters.web.pages import render, render_error, session_of, staff_context
 from civicard.identity.sessions import csrf_matches
 from civicard.programs import appeals
@@ -26,35 +27,33 @@ from civicard.shared.errors import DomainError, Forbidden, InvalidInput
 from civicard.shared.ids import is_id
 from civicard.transparency.access import AccessContext
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
 PAGE = 100
 NOTICES = {
-    "filed": "Recurso presentado: una persona revisora lo estudiará. / Appeal filed: a reviewer will look at it.",
-    "corrected": "Dato corregido. Decida el recurso para volver a evaluar el hogar. / Fact corrected. Decide the "
-    "appeal to evaluate the household again.",
-    "upheld": "Recurso desestimado: la decisión se mantiene. / Appeal upheld: the decision stands.",
-    "overturned": "Recurso estimado: el hogar fue evaluado de nuevo con los datos corregidos. / Appeal overturned: "
-    "the household was evaluated again with the corrected facts.",
+    "filed": N_("Recurso presentado: una persona revisora lo estudiará."),
+    "corrected": N_("Dato corregido. Decida el recurso para volver a evaluar el hogar."),
+    "upheld": N_("Recurso desestimado: la decisión se mantiene."),
+    "overturned": N_("Recurso estimado: el hogar fue evaluado de nuevo con los datos corregidos."),
 }
 STATUS_LABELS = {
-    "open": "abierto / open",
-    "upheld": "desestimado (se mantiene) / upheld",
-    "overturned": "estimado (cambió) / overturned",
+    "open": N_("abierto"),
+    "upheld": N_("desestimado (se mantiene)"),
+    "overturned": N_("estimado (cambió)"),
 }
 DECISION_LABELS = {
-    "eligible": "elegible / eligible",
-    "not_eligible": "no elegible / not eligible",
-    "unknown": "sin decidir / undecided",
+    "eligible": N_("elegible"),
+    "not_eligible": N_("no elegible"),
+    "unknown": N_("sin decidir"),
 }
 
 
 def _require_csrf(session: ActiveSession, token: str) -> None:
     if not csrf_matches(session.csrf_token, token):
-        raise Forbidden("csrf_failed", "The form has expired; reload the page and try again.")
+        raise Forbidden("csrf_failed", gettext("El formulario caducó; recargue la página y vuelva a intentarlo."))
 
 
 def _notices(notice: list[str] | None) -> list[str]:
-    return [NOTICES[n] for n in notice or () if n in NOTICES]
+    return [gettext(NOTICES[n]) for n in notice or () if n in NOTICES]
 
 
 def _resident(request: Request, app: App) -> ActiveSession | None:
@@ -84,7 +83,8 @@ def _my_decisions(
             mine = appeals.my_decisions(uow, me.id)
     except DomainError as exc:
         return render_error(request, "me_decisions.html", exc, session=session, mine=None, **page)
-    context = {"session": session, "mine": mine, "labels": DECISION_LABELS, "statuses": STATUS_LABELS, **page}
+    labels, statuses = translated(DECISION_LABELS), translated(STATUS_LABELS)
+    context = {"session": session, "mine": mine, "labels": labels, "statuses": statuses, **page}
     if error is not None:
         return render_error(request, "me_decisions.html", error, **context)
     return render(request, "me_decisions.html", **context)
@@ -124,7 +124,7 @@ def appeal_queue_page(
     session = session_of(request, app)
     if session is None:
         return RedirectResponse("/signin", status_code=303)
-    page: dict[str, Any] = {"session": session, "status": status, "statuses": STATUS_LABELS}
+    page: dict[str, Any] = {"session": session, "status": status, "statuses": translated(STATUS_LABELS)}
     try:
         with app.uow(staff_context(session, appeals.REVIEW)) as uow:
             items = appeals.list_appeals(uow, [status or "open"], PAGE, after or None)
@@ -159,8 +159,8 @@ def _case(
     context = {
         "case": case,
         "session": session,
-        "labels": DECISION_LABELS,
-        "statuses": STATUS_LABELS,
+        "labels": translated(DECISION_LABELS),
+        "statuses": translated(STATUS_LABELS),
         "names": names,
         "facts": [_fact_form(f) for f in case.household.facts],
         "staff": {a.id: a.display_name for a in app.auth.list_staff_accounts()},
@@ -206,7 +206,7 @@ async def correct_fact_page(request: Request, app: App, appeal_id: str) -> Respo
         kind = FACT_KINDS.get(fields.get("kind", ""))
         version_id = fields.get("version_id", "")
         if kind is None or not is_id(version_id):
-            raise InvalidInput("unknown_fact", "Choose a fact to correct.")
+            raise InvalidInput("unknown_fact", gettext("Elija un dato que corregir."))
         values = {name: _value(kind.column(name).type, name, fields.get(f"value_{name}", "")) for name in kind.values}
         with app.uow(staff_context(session, appeals.REVIEW)) as uow:
             recording.correct_fact(uow, kind.name, version_id, values, fields.get("reason", ""))
@@ -230,7 +230,8 @@ def _value(column_type: str, name: str, text: str) -> Any:
         except InvalidOperation:
             whole = False
         if not whole:
-            raise InvalidInput("invalid_amount", f"{name}: write an amount like 1250.50 (two decimals at most).")
+            message = gettext("%(name)s: escriba un importe como 1250.50 (dos decimales como máximo).")
+            raise InvalidInput("invalid_amount", message % {"name": name})
         return int(amount * 100)
     if column_type == "boolean":
         return text == "true"
@@ -238,7 +239,8 @@ def _value(column_type: str, name: str, text: str) -> Any:
         if not text:
             return None
         if not text.isdigit() or len(text) > 3:
-            raise InvalidInput("invalid_percent", f"{name}: write a whole number from 0 to 100.")
+            message = gettext("%(name)s: escriba un número entero de 0 a 100.")
+            raise InvalidInput("invalid_percent", message % {"name": name})
         return int(text)
     return text
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from civicard.adapters.api.access import App
 from civicard.adapters.db.card_store import SqlCardUnitOfWork
+from civicard.adapters.web.i18n import gettext, use_request_locale
 from civicard.adapters.web.pages import render_error, session_of, staff_context
 from civicard.identity.cards import issue_card, print_cards
 from civicard.identity.sessions import csrf_matches
 from civicard.shared.errors import DomainError, Forbidden
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
 CARD_SERVICE = "card_service"
 
 
@@ -33,7 +34,7 @@ def issue(
         return RedirectResponse("/signin", status_code=303)
     try:
         if not csrf_matches(session.csrf_token, csrf_token):
-            raise Forbidden("csrf_failed", "The form has expired; reload the page and try again.")
+            raise Forbidden("csrf_failed", gettext("El formulario caducó; recargue la página y vuelva a intentarlo."))
         with SqlCardUnitOfWork(app.engine, staff_context(session, CARD_SERVICE), app.clock) as uow:
             issue_card(uow, app.card_keys, person_id, pin=pin or None)
     except DomainError as exc:

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from civicard.adapters.api.access import App
 from civicard.adapters.bulk.cycle import CycleReport, run_cycle
 from civicard.adapters.db.auth_store import ActiveSession
+from civicard.adapters.web.i18n import N_, gettext, use_request_locale
 from civicard.adapters.web.pages import render, render_error, session_of
 from civicard.adapters.web.program_pages import program_admin, require_csrf
 from civicard.bootstrap import Container
@@ -37,17 +38,17 @@ from civicard.shared.errors import Conflict, DomainError, NotFound, Unavailable
 from civicard.shared.ids import new_id
 from civicard.transparency.access import AccessContext, Actor
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
 log = logging.getLogger(__name__)
 CYCLE_RUN = "cycle_run"
 PUBLICATION = "program_publication"
 STAGES = {
-    "start": "empezando / starting",
-    "read": "leyendo los hogares / reading households",
-    "project": "preparando los datos de las reglas / projecting rule inputs",
-    "decide": "decidiendo / deciding",
-    "store": "guardando decisiones y derechos / storing decisions and entitlements",
-    "done": "terminado / done",
+    "start": N_("empezando"),
+    "read": N_("leyendo los hogares"),
+    "project": N_("preparando los datos de las reglas"),
+    "decide": N_("decidiendo"),
+    "store": N_("guardando decisiones y derechos"),
+    "done": N_("terminado"),
 }
 _STATE_LOCK = threading.Lock()
 
@@ -80,7 +81,9 @@ class CycleJob:
 
     @property
     def stage_label(self) -> str:
-        return STAGES.get(self.stage[0], self.stage[0])
+        """In the reader's language: the progress fragment reads it while it renders."""
+        stage = self.stage[0]
+        return gettext(STAGES[stage]) if stage in STAGES else stage
 
 
 @dataclass
@@ -95,7 +98,8 @@ class CycleJobs:
         with self.lock:
             running = [j for j in self.jobs.values() if not j.finished]
             if running:
-                raise Conflict("cycle_running", f"A cycle for {running[0].period} is running; wait for it to end.")
+                message = gettext("Hay un ciclo de %(period)s en curso; espere a que termine.")
+                raise Conflict("cycle_running", message % {"period": running[0].period})
             self.jobs[job.id] = job
         threading.Thread(target=self._run, args=(job, work), name=f"cycle-{job.period}", daemon=True).start()
 
@@ -218,7 +222,8 @@ def cycle_progress(request: Request, app: App, job_id: Annotated[str, Path(max_l
         account = program_admin(app, session)
         job = cycle_jobs(request).get(job_id)
         if job is None:
-            raise NotFound("cycle_not_found", "This server has no cycle with this id (was it restarted?).")
+            message = gettext("Este servidor no tiene ningún ciclo con este id (¿se reinició?).")
+            raise NotFound("cycle_not_found", message)
     except DomainError as exc:
         return render_error(request, "cycle_job.html", exc, job=None, fresh_runs=None)
     return render(request, "cycle_job.html", job=job, fresh_runs=_runs(app, account) if job.finished else None)

@@ -12,10 +12,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from civicard.adapters.api.access import App
+from civicard.adapters.web.i18n import gettext, use_request_locale
 from civicard.adapters.web.pages import render, render_error, session_of, staff_context
 from civicard.dedup.model import REVIEW_BAND
 from civicard.dedup.screening import Screening
@@ -23,7 +24,7 @@ from civicard.identity.sessions import csrf_matches
 from civicard.registry import enrollment, lookup
 from civicard.shared.errors import DomainError, Forbidden, InvalidInput
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
 FIELDS = (
     "given_names",
     "first_surname",
@@ -49,7 +50,8 @@ class EnrollForm:
         try:
             born = date.fromisoformat(v.get("birth_date", ""))
         except ValueError:
-            raise InvalidInput("invalid_birth_date", "The birth date must be a date (YYYY-MM-DD).") from None
+            message = gettext("La fecha de nacimiento debe ser una fecha (AAAA-MM-DD).")
+            raise InvalidInput("invalid_birth_date", message) from None
         return enrollment.EnrollPerson(
             given_names=v.get("given_names", ""),
             first_surname=v.get("first_surname", ""),
@@ -100,7 +102,7 @@ async def enroll_check(request: Request, app: App) -> Response:
     error: DomainError | None = None
     try:
         if not csrf_matches(session.csrf_token, token):
-            raise Forbidden("csrf_failed", "The form has expired; reload the page and try again.")
+            raise Forbidden("csrf_failed", gettext("El formulario caducó; recargue la página y vuelva a intentarlo."))
         if _complete_enough(form):
             with app.uow(staff_context(session, "enrollment")) as uow:
                 household = lookup.get_household_address(uow, household_id)
@@ -120,7 +122,7 @@ async def enroll_submit(request: Request, app: App, household_id: str) -> Respon
     household = None
     try:
         if not csrf_matches(session.csrf_token, token):
-            raise Forbidden("csrf_failed", "The form has expired; reload the page and try again.")
+            raise Forbidden("csrf_failed", gettext("El formulario caducó; recargue la página y vuelva a intentarlo."))
         with app.uow(staff_context(session, "enrollment")) as uow:
             household = lookup.get_household_address(uow, household_id)
             enrollment.enroll_person(uow, form.command(household), app.matcher)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -21,6 +21,7 @@ from civicard.adapters.api.session_routes import client_address
 from civicard.adapters.db.auth_store import ActiveSession, SignedIn
 from civicard.adapters.db.card_store import SqlCardUnitOfWork
 from civicard.adapters.demo_accounts import demo_credentials
+from civicard.adapters.web import i18n
 from civicard.identity.sessions import csrf_matches
 from civicard.registry import lookup
 from civicard.registry.vocabulary import vocabulary
@@ -30,7 +31,9 @@ from civicard.transparency.access import AccessContext, purpose_policy
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
-router = APIRouter(include_in_schema=False)
+i18n.install(templates.env)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(i18n.use_request_locale)])
+router.include_router(i18n.router)
 HOME_OF_ROLE = {"registrar": "/registrar", "reviewer": "/reviewer", "program_admin": "/programs"}
 
 
@@ -49,7 +52,9 @@ def session_of(request: Request, app: App) -> ActiveSession | None:
 
 
 def render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, {"vocab": vocabulary(), **context}, status_code=status_code)
+    """The page in the request's language (the template renders here, inside the locale)."""
+    with i18n.using_locale(i18n.locale_of(request)):
+        return templates.TemplateResponse(request, name, {"vocab": vocabulary(), **context}, status_code=status_code)
 
 
 def render_error(request: Request, name: str, exc: DomainError, **context: Any) -> HTMLResponse:
@@ -71,7 +76,7 @@ def with_session_cookie(request: Request, response: Response, signed: SignedIn) 
 
 def staff_context(session: ActiveSession, purpose: str) -> AccessContext:
     if session.principal.kind != "staff":
-        raise Forbidden("staff_only", "These pages are for staff.")
+        raise Forbidden("staff_only", i18n.gettext("Estas páginas son para el personal."))
     return AccessContext(session.principal.actor(), purpose)
 
 
@@ -156,7 +161,8 @@ def registrar_search(
     page: dict[str, Any] = {"query": q, "purpose": purpose, "session": session, "purposes": _purposes(session)}
     try:
         if not csrf_matches(session.csrf_token, csrf_token):
-            raise Forbidden("csrf_failed", "The form has expired; reload the page and try again.")
+            expired = i18n.gettext("El formulario caducó; recargue la página y vuelva a intentarlo.")
+            raise Forbidden("csrf_failed", expired)
         with app.uow(staff_context(session, purpose)) as uow:
             found = lookup.search_persons(uow, q, limit=50)
     except DomainError as exc:

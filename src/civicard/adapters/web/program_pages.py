@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import duckdb
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +27,7 @@ from civicard.adapters.cli.demo_programs import demo_rulepacks
 from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.db.register_store import RegisteredVersion, SqlProgramRegister
 from civicard.adapters.publication import impact_reader, postgres_connector, publication_uow
+from civicard.adapters.web.i18n import N_, gettext, translated, use_request_locale
 from civicard.adapters.web.pages import render, render_error, session_of
 from civicard.bootstrap import Container
 from civicard.identity.sessions import csrf_matches
@@ -37,36 +38,35 @@ from civicard.programs.testing import CaseResult, rule_files, run_tests
 from civicard.registry.vocabulary import vocabulary
 from civicard.shared.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
 ProgramId = Annotated[str, PathParam(max_length=60)]
 VersionText = Annotated[str, PathParam(max_length=60)]
 STATUS_LABELS = {
-    "proposed": "propuesta / proposed",
-    "published": "publicada / published",
-    "rejected": "rechazada / rejected",
-    "retired": "retirada / retired",
+    "proposed": N_("propuesta"),
+    "published": N_("publicada"),
+    "rejected": N_("rechazada"),
+    "retired": N_("retirada"),
 }
 NOTICES = {
-    "proposed": "Versión propuesta: sus pruebas pasan en todos los motores. Otra persona administradora debe "
-    "aprobarla. / Version proposed: its tests pass on every engine. Another administrator must approve it.",
-    "published": "Versión aprobada y publicada: los ciclos la aplican desde su fecha de vigencia. / Version "
-    "approved and published: cycles apply it from its effective date.",
-    "rejected": "Versión rechazada: queda en el registro como rechazada. / Version rejected: it stays in the "
-    "register as rejected.",
-    "retired": "Versión retirada: ningún ciclo la aplicará. / Version retired: no cycle will apply it.",
+    "proposed": N_(
+        "Versión propuesta: sus pruebas pasan en todos los motores. Otra persona administradora debe aprobarla."
+    ),
+    "published": N_("Versión aprobada y publicada: los ciclos la aplican desde su fecha de vigencia."),
+    "rejected": N_("Versión rechazada: queda en el registro como rechazada."),
+    "retired": N_("Versión retirada: ningún ciclo la aplicará."),
 }
 METRIC_LABELS = {
-    "households": "hogares / households",
-    "gain": "ganan / gain",
-    "lose": "pierden / lose",
-    "amount_up": "importe ↑ / amount ↑",
-    "amount_down": "importe ↓ / amount ↓",
-    "items_change": "artículos ≠ / items ≠",
-    "unchanged": "sin cambio / unchanged",
-    "eligible_before": "elegibles antes / eligible before",
-    "eligible_after": "elegibles después / eligible after",
-    "amount_before": "importe antes / amount before",
-    "amount_after": "importe después / amount after",
+    "households": N_("hogares"),
+    "gain": N_("ganan"),
+    "lose": N_("pierden"),
+    "amount_up": N_("importe ↑"),
+    "amount_down": N_("importe ↓"),
+    "items_change": N_("artículos ≠"),
+    "unchanged": N_("sin cambio"),
+    "eligible_before": N_("elegibles antes"),
+    "eligible_after": N_("elegibles después"),
+    "amount_before": N_("importe antes"),
+    "amount_after": N_("importe después"),
 }
 ENGINES = ("python", "duckdb", "sqlite", "postgres")
 
@@ -81,12 +81,12 @@ def program_admin(app: Container, session: ActiveSession) -> StaffAccount:
         for account in app.auth.list_staff_accounts():
             if account.id == principal.id and account.active:
                 return account
-    raise Forbidden("not_program_admin", "These pages are for program administrators.")
+    raise Forbidden("not_program_admin", gettext("Estas páginas son para las personas administradoras de programas."))
 
 
 def require_csrf(session: ActiveSession, token: str) -> None:
     if not csrf_matches(session.csrf_token, token):
-        raise Forbidden("csrf_failed", "The form has expired; reload the page and try again.")
+        raise Forbidden("csrf_failed", gettext("El formulario caducó; recargue la página y vuelva a intentarlo."))
 
 
 def _to_sign_in() -> RedirectResponse:
@@ -135,7 +135,7 @@ def _rule_file_text(name: str) -> str:
     for path in rule_files(root) if root.is_dir() else []:
         if path.relative_to(root).as_posix() == name:
             return path.read_text(encoding="utf-8")
-    raise InvalidInput("unknown_rule_file", "Choose one of the rule files listed, or paste the text of one.")
+    raise InvalidInput("unknown_rule_file", gettext("Elija uno de los archivos de reglas listados, o pegue su texto."))
 
 
 def money(minor: float) -> str:
@@ -149,18 +149,19 @@ def shown_value(unit: str, value: float) -> str:
     if unit == "percent":
         return f"{value:g} %"
     if unit == "boolean":
-        return "sí / yes" if value else "no"
+        return gettext("sí") if value else gettext("no")
     return f"{value:g}"
 
 
 def expectation(expect: dict[str, Any]) -> str:
     parts = []
     if "eligible" in expect:
-        parts.append({True: "elegible / eligible", False: "no elegible / not eligible"}.get(expect["eligible"], "?"))
+        eligible = {True: gettext("elegible"), False: gettext("no elegible")}
+        parts.append(eligible.get(expect["eligible"], "?"))
     if "amount" in expect:
-        parts.append(f"importe / amount {money(int(expect['amount']))}")
+        parts.append(f"{gettext('importe')} {money(int(expect['amount']))}")
     for name, met in (expect.get("conditions") or {}).items():
-        parts.append(f"{name}: {'—' if met is None else 'sí / yes' if met else 'no'}")
+        parts.append(f"{name}: {'—' if met is None else gettext('sí') if met else gettext('no')}")
     for code, quantity in (expect.get("items") or {}).items():
         parts.append(f"{code} × {quantity}")
     return " · ".join(parts)
@@ -201,11 +202,11 @@ def _engines(app: Container) -> Iterator[dict[str, Any]]:
 
 # --- the impact preview as a table and a chart -----------------------------------------------------
 
-CHART_SERIES = (
-    ("gain", "ganan / gain", "#1a7f37"),
-    ("lose", "pierden / lose", "#b42318"),
-    ("amount_up", "importe ↑ / amount ↑", "#0b5cad"),
-    ("amount_down", "importe ↓ / amount ↓", "#8a5300"),
+CHART_SERIES = (  # (metric, colour); bars and legend are labelled from METRIC_LABELS
+    ("gain", "#1a7f37"),
+    ("lose", "#b42318"),
+    ("amount_up", "#0b5cad"),
+    ("amount_down", "#8a5300"),
 )
 _LABEL_W, _BAR_MAX, _BAR_H, _GAP, _GROUP_GAP, _TOP = 170, 360, 14, 3, 16, 34
 
@@ -250,7 +251,7 @@ class ImpactView:
 
 def region_label(code: str) -> str:
     region = vocabulary().regions.get(code)
-    return region.name if region else "sin región / no region" if code == "(none)" else code
+    return region.name if region else gettext("sin región") if code == "(none)" else code
 
 
 def impact_view(text: str) -> ImpactView | None:
@@ -265,7 +266,7 @@ def impact_view(text: str) -> ImpactView | None:
         small_cell=int(raw.get("small_cell", publishing.SMALL_CELL)),
         rows=rows,
         total=raw["total"],
-        metrics=METRIC_LABELS,
+        metrics=translated(METRIC_LABELS),
         money_metrics=frozenset(publishing.SUMS),
         chart=impact_chart(rows),
     )
@@ -273,21 +274,22 @@ def impact_view(text: str) -> ImpactView | None:
 
 def impact_chart(rows: tuple[tuple[str, dict[str, Any]], ...]) -> Chart:
     """Bars per region for gains, losses and amount changes, on one scale; a suppressed cell has no bar."""
-    numbers = [cells[m] for _, cells in rows for m, _, _ in CHART_SERIES if isinstance(cells[m], int)]
+    numbers = [cells[m] for _, cells in rows for m, _ in CHART_SERIES if isinstance(cells[m], int)]
+    names = {metric: gettext(METRIC_LABELS[metric]) for metric, _ in CHART_SERIES}
     scale = _BAR_MAX / max([*numbers, 1])
     groups, y = [], float(_TOP)
     for label, cells in rows:
         bars = []
-        for index, (metric, name, colour) in enumerate(CHART_SERIES):
+        for index, (metric, colour) in enumerate(CHART_SERIES):
             value = cells[metric]
             width = value * scale if isinstance(value, int) else 0.0
-            bars.append(Bar(name, colour, value, y + index * (_BAR_H + _GAP), round(width, 1)))
+            bars.append(Bar(names[metric], colour, value, y + index * (_BAR_H + _GAP), round(width, 1)))
         groups.append(ChartGroup(label, y, tuple(bars)))
         y += len(CHART_SERIES) * (_BAR_H + _GAP) + _GROUP_GAP
     legend, x = [], 8
-    for _, name, colour in CHART_SERIES:
-        legend.append((name, colour, x))
-        x += 16 + 7 * len(name) + 18  # swatch, text at about 7 px a character, gap
+    for metric, colour in CHART_SERIES:
+        legend.append((names[metric], colour, x))
+        x += 16 + 7 * len(names[metric]) + 18  # swatch, text at about 7 px a character, gap
     width = _LABEL_W + _BAR_MAX + 70
     return Chart(max(width, x), int(y), _LABEL_W, _BAR_H, tuple(groups), tuple(legend))
 
@@ -302,13 +304,14 @@ def programs_page(
     session = session_of(request, app)
     if session is None:
         return _to_sign_in()
-    return _programs(request, app, session, notices=[NOTICES[n] for n in notice or () if n in NOTICES])
+    return _programs(request, app, session, notices=[gettext(NOTICES[n]) for n in notice or () if n in NOTICES])
 
 
 def _programs(
     request: Request, app: App, session: ActiveSession, error: DomainError | None = None, **form: Any
 ) -> Response:
-    page: dict[str, Any] = {"session": session, "statuses": STATUS_LABELS, "source": "", "note": "", "file": ""}
+    statuses = translated(STATUS_LABELS)
+    page: dict[str, Any] = {"session": session, "statuses": statuses, "source": "", "note": "", "file": ""}
     page.update(form)
     try:
         program_admin(app, session)
@@ -351,7 +354,7 @@ def propose_page(
                 connect_postgres=postgres_connector(app.engine),
             )
     except IntegrityError:  # another proposal of the same version or text committed first
-        exc = Conflict("version_exists", "this version or text was registered at the same moment")
+        exc = Conflict("version_exists", gettext("esta versión o este texto se registró en ese mismo momento"))
         return _programs(request, app, session, exc, source=source, note=note, file=file)
     except DomainError as exc:
         return _programs(request, app, session, exc, source=source, note=note, file=file)
@@ -378,7 +381,7 @@ def version_page(
     session = session_of(request, app)
     if session is None:
         return _to_sign_in()
-    notices = [NOTICES[n] for n in notice or () if n in NOTICES]
+    notices = [gettext(NOTICES[n]) for n in notice or () if n in NOTICES]
     return _version(request, app, session, program, version, notices=notices)
 
 
@@ -391,7 +394,8 @@ def _version(
     error: DomainError | None = None,
     **extra: Any,
 ) -> Response:
-    page: dict[str, Any] = {"session": session, "statuses": STATUS_LABELS, "note": "", "tests": None, **extra}
+    statuses = translated(STATUS_LABELS)
+    page: dict[str, Any] = {"session": session, "statuses": statuses, "note": "", "tests": None, **extra}
     try:
         account = program_admin(app, session)
         found, items = _find(app, program, version)
@@ -419,7 +423,8 @@ def _find(app: Container, program: str, version: str) -> tuple[RegisteredVersion
         found = register.find(program, version)
         items = {item["code"]: item for item in register.items()}
     if found is None:
-        raise NotFound("version_not_found", f"{program} {version} is not in the register")
+        message = gettext("%(program)s %(version)s no está en el registro")
+        raise NotFound("version_not_found", message % {"program": program, "version": version})
     return found, items
 
 
@@ -470,7 +475,7 @@ def decide_page(
         account = program_admin(app, session)
         action = actions.get(decision)
         if action is None:
-            raise InvalidInput("unknown_decision", "Choose approve, reject or retire.")
+            raise InvalidInput("unknown_decision", gettext("Elija aprobar, rechazar o retirar."))
         found, _ = _find(app, program, version)
         with publication_uow(app, account) as uow:
             decided = action(uow, found.id, account, note)

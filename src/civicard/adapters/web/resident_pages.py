@@ -9,22 +9,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from civicard.adapters.api.access import App
 from civicard.adapters.api.session_routes import client_address
 from civicard.adapters.db import log_store
 from civicard.adapters.db.fallback_store import TerminalOutlet, terminal_outlets
+from civicard.adapters.web.i18n import N_, gettext, use_request_locale
 from civicard.adapters.web.pages import render, render_error, session_of, with_session_cookie
 from civicard.identity.staff import StaffAccount
 from civicard.shared.errors import DomainError
 from civicard.transparency.access import AccessContext, purpose_policy
 from civicard.transparency.proofs import verify_resident_log
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
 FALLBACK_DETAIL = "redemption.fallback "
-FALLBACK_NOTE = " — sin PIN, foto verificada, supervisor / without PIN, photo checked, supervisor attested"
+FALLBACK_NOTE = N_("sin PIN, foto verificada, con supervisor")
 
 
 @router.get("/me", response_class=HTMLResponse)
@@ -90,10 +91,10 @@ def _who(
     """A person reads 'Tienda La Esquina (vendor)', not a terminal id; staff by their display name.
     A sale without PIN says so, since the holder did not type it."""
     if actor == me:
-        return "Usted / You"
+        return gettext("Usted")
     outlet = outlets.get(actor) if role == "vendor" else None
     if outlet is not None:
-        served = FALLBACK_NOTE if detail.startswith(FALLBACK_DETAIL) else ""
+        served = f" — {gettext(FALLBACK_NOTE)}" if detail.startswith(FALLBACK_DETAIL) else ""
         return f"{outlet.label} ({role}){served}"
     account = staff.get(actor)
     return f"{account.display_name} ({role})" if account else f"{actor} ({role})"

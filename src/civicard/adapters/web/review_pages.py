@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from civicard.adapters.api.access import App
 from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.db.dedup_store import SqlReviewUnitOfWork
+from civicard.adapters.web.i18n import N_, gettext, localized, use_request_locale
 from civicard.adapters.web.pages import render, render_error, session_of, staff_context
 from civicard.bootstrap import Container
 from civicard.dedup import merging, review
@@ -21,25 +22,20 @@ from civicard.identity.sessions import csrf_matches
 from civicard.registry.vocabulary import vocabulary
 from civicard.shared.errors import DomainError, Forbidden
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
 DUPLICATE_REVIEW = "duplicate_review"
 PAGE = 100
 NOTICES = {
-    "same": "Registros unidos: el otro registro es ahora un alias. / Records merged: the other record is now an alias.",
-    "different": "Decidido: son personas distintas; no se volverá a proponer. / Decided: different people; "
-    "this pair will not be raised again.",
-    "unsure": "Marcado como dudoso: sigue en la cola. / Marked unsure: it stays in the queue.",
-    "pin": "El registro que queda recibió una tarjeta de reemplazo sin PIN: fíjelo en la ventanilla. / The "
-    "surviving record got a replacement card without a PIN: set it at the desk.",
-    "undone": "Unión deshecha: el registro vuelve a ser independiente. / Merge undone: the record stands on its own.",
-    "restored": "Volvió a su hogar. / It rejoined its household.",
-    "reference_person_exists": "No volvió a su hogar: el hogar ya tiene otra persona de referencia. / It did not "
-    "rejoin its household: the household has another reference person.",
-    "already_in_household": "No volvió a su hogar: ya pertenece a otro. / It did not rejoin its household: it "
-    "already belongs to another one.",
-    "membership_missing": "No se encontró su hogar anterior. / Its former household membership was not found.",
-    "card_needed": "Su tarjeta fue revocada y sigue revocada: emita una nueva. / Its card was revoked and stays "
-    "revoked: issue a new one.",
+    "same": N_("Registros unidos: el otro registro es ahora un alias."),
+    "different": N_("Decidido: son personas distintas; no se volverá a proponer."),
+    "unsure": N_("Marcado como dudoso: sigue en la cola."),
+    "pin": N_("El registro que queda recibió una tarjeta de reemplazo sin PIN: fíjelo en la ventanilla."),
+    "undone": N_("Unión deshecha: el registro vuelve a ser independiente."),
+    "restored": N_("Volvió a su hogar."),
+    "reference_person_exists": N_("No volvió a su hogar: el hogar ya tiene otra persona de referencia."),
+    "already_in_household": N_("No volvió a su hogar: ya pertenece a otro."),
+    "membership_missing": N_("No se encontró su hogar anterior."),
+    "card_needed": N_("Su tarjeta fue revocada y sigue revocada: emita una nueva."),
 }
 
 
@@ -49,7 +45,7 @@ def _uow(app: Container, session: ActiveSession) -> SqlReviewUnitOfWork:
 
 def _require_csrf(session: ActiveSession, token: str) -> None:
     if not csrf_matches(session.csrf_token, token):
-        raise Forbidden("csrf_failed", "The form has expired; reload the page and try again.")
+        raise Forbidden("csrf_failed", gettext("El formulario caducó; recargue la página y vuelva a intentarlo."))
 
 
 def _to_sign_in() -> RedirectResponse:
@@ -91,7 +87,7 @@ def case_page(
             case = review.open_case(uow, candidate_id)
     except DomainError as exc:
         return render_error(request, "review_case.html", exc, case=None, session=session)
-    notices = [NOTICES[n] for n in notice or () if n in NOTICES]
+    notices = [gettext(NOTICES[n]) for n in notice or () if n in NOTICES]
     staff = {a.id: a.display_name for a in app.auth.list_staff_accounts()}
     return render(
         request,
@@ -167,7 +163,7 @@ def _rows(case: Case) -> list[tuple[str, str, str]]:
     def identity(side: CaseSide, field: str) -> str:
         value = getattr(side.person, field) if side.person else None
         if field == "municipality" and value:
-            return str(municipalities.get(value, {}).get("es", value))
+            return localized(municipalities[value]) if value in municipalities else str(value)
         if field == "birth_date" and value:
             return str(value.isoformat())
         if field == "enrolled_at" and value:
@@ -176,38 +172,36 @@ def _rows(case: Case) -> list[tuple[str, str, str]]:
 
     def household(side: CaseSide) -> str:
         if side.membership is None:
-            return "sin hogar / none"
-        relationship = relationships.get(side.membership.relationship, {}).get("es", side.membership.relationship)
+            return gettext("sin hogar")
+        code = side.membership.relationship
+        relationship = localized(relationships[code]) if code in relationships else code
         address = side.household.address_line if side.household else side.membership.household_id
         return f"{address} — {relationship}"
 
     def status(side: CaseSide) -> str:
         if side.record_status == "merged":
-            return f"unido a / merged into {side.merged_into}"
-        return {"held": "retenido / held for review"}.get(side.record_status, "activo / active")
+            return gettext("unido al registro %(id)s") % {"id": side.merged_into}
+        if side.record_status == "held":
+            return gettext("retenido para revisión")
+        return gettext("activo")
 
     fields = [
-        ("Nombres / Given names", "given_names"),
-        ("Primer apellido / First surname", "first_surname"),
-        ("Segundo apellido / Second surname", "second_surname"),
-        ("Nacimiento / Born", "birth_date"),
-        ("Lugar de nacimiento / Birth place", "birth_place"),
-        ("Sexo / Sex", "sex"),
-        ("Dirección / Address", "address_line"),
-        ("Municipio / Municipality", "municipality"),
-        ("Código postal / Postcode", "postcode"),
-        ("Teléfono / Phone", "phone"),
-        ("Documento / Document", "national_id"),
-        ("Inscrito / Enrolled", "enrolled_at"),
+        (gettext("Nombres"), "given_names"),
+        (gettext("Primer apellido"), "first_surname"),
+        (gettext("Segundo apellido"), "second_surname"),
+        (gettext("Nacimiento"), "birth_date"),
+        (gettext("Lugar de nacimiento"), "birth_place"),
+        (gettext("Sexo"), "sex"),
+        (gettext("Dirección"), "address_line"),
+        (gettext("Municipio"), "municipality"),
+        (gettext("Código postal"), "postcode"),
+        (gettext("Teléfono"), "phone"),
+        (gettext("Documento"), "national_id"),
+        (gettext("Inscrito"), "enrolled_at"),
     ]
     rows = [(label, identity(case.left, f), identity(case.right, f)) for label, f in fields]
-    rows.append(("Hogar / Household", household(case.left), household(case.right)))
-    rows.append(
-        (
-            "Tarjeta / Card",
-            case.left.card_status or "sin tarjeta / none",
-            case.right.card_status or "sin tarjeta / none",
-        )
-    )
-    rows.append(("Estado / Record status", status(case.left), status(case.right)))
+    rows.append((gettext("Hogar"), household(case.left), household(case.right)))
+    no_card = gettext("sin tarjeta")
+    rows.append((gettext("Tarjeta"), case.left.card_status or no_card, case.right.card_status or no_card))
+    rows.append((gettext("Estado del registro"), status(case.left), status(case.right)))
     return rows
