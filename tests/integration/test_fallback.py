@@ -469,7 +469,7 @@ def test_a_reviewer_closes_an_offline_conflict_and_the_household_sees_the_note(
     assert any("over-sale recovered" in n and conflict["id"] in n for n in notes)
 
 
-def test_revoking_a_terminal_flags_its_unapplied_receipts_and_refuses_its_sync(
+def test_revoking_a_terminal_flags_its_unapplied_receipts_and_keeps_its_late_ones_for_review(
     town: DistributionTown, shop: Counter, db: Database, tmp_path: Path
 ) -> None:
     card = town.adults[0]
@@ -484,7 +484,7 @@ def test_revoking_a_terminal_flags_its_unapplied_receipts_and_refuses_its_sync(
     result = CliRunner().invoke(vendors_app, ["terminal-revoke", town.shop.terminal_id], env=env)
     assert result.exit_code == 0, result.output
     assert "1 unapplied offline receipt(s) flagged" in " ".join(result.output.split())
-    assert stored_receipts(town) == [(1, "applied", None, None), (2, "conflict", "terminal revoked", None)]
+    assert stored_receipts(town) == [(1, "applied", None, None), (2, "conflict", "terminal_revoked", None)]
     late = Receipt(town.shop.terminal_id, 3, town.period, card.handle, {"RICE-1KG": 1}, town.clock.now())
     payload = late.payload()
     body = {
@@ -495,6 +495,8 @@ def test_revoking_a_terminal_flags_its_unapplied_receipts_and_refuses_its_sync(
             }
         ]
     }
-    refused = shop.post("/v1/terminal/receipts", body)
-    assert code_of(refused) == (401, "terminal_revoked")
-    assert len(stored_receipts(town)) == 2, "a revoked terminal's late receipts are not applied"
+    handed_in = shop.post("/v1/terminal/receipts", body)
+    assert handed_in.status_code == 200, handed_in.text
+    assert [(r["status"], r["reason"]) for r in handed_in.json()["results"]] == [("conflict", "terminal_revoked")]
+    assert stored_receipts(town)[2:] == [(3, "conflict", "terminal_revoked", None)]  # kept, never applied
+    assert code_of(shop.get("/v1/terminal/bundle")) == (401, "terminal_revoked")

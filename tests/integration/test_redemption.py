@@ -274,6 +274,18 @@ class Terminal:
             headers["Idempotency-Key"] = key
         return self.client.post(path, content=body, headers=headers)
 
+    def get(self, path: str) -> Any:
+        when = int(self.town.clock.now().timestamp())
+        nonce = new_id()
+        signature = sign_request(self.till.key, "GET", path, b"", when, nonce, self.till.terminal_id)
+        headers = {
+            "X-Civicard-Terminal": self.till.terminal_id,
+            "X-Civicard-Timestamp": str(when),
+            "X-Civicard-Nonce": nonce,
+            "X-Civicard-Signature": encode_signature(signature),
+        }
+        return self.client.get(path, headers=headers)
+
     def redeem(self, card: HeldCard, basket: dict[str, int], key: str, pin: str = PIN) -> Any:
         lines = [{"item": i, "quantity": q} for i, q in basket.items()]
         return self.post("/v1/redemptions", {"card_token": card.token, "pin": pin, "basket": lines}, key)

@@ -138,8 +138,8 @@ def test_terminals_are_placed_at_an_outlet_and_revoking_flags_unapplied_receipts
         assert uow.vendors.terminal(till.id).revoked_at is not None  # type: ignore[union-attr]
     assert [tuple(r) for r in receipts] == [
         (1, "applied", None),
-        (2, "conflict", "terminal revoked"),
-        (3, "conflict", "terminal revoked"),
+        (2, "conflict", "terminal_revoked"),
+        (3, "conflict", "terminal_revoked"),
     ]
     assert (
         _code(lambda: vendors.revoke_terminal(open_uow, auth.revoke_terminal, till.id, "t"))

@@ -26,7 +26,7 @@ from civicard.transparency.access import AccessContext, AccessLog, record_change
 
 OUTLET_KINDS = ("shop", "pharmacy")
 TERMINAL_ROLES = ("counter", "supervisor")
-REVOKED_CONFLICT = "terminal revoked"
+REVOKED_CONFLICT = "terminal_revoked"
 MAX_PRICE_MINOR = 100_000_000  # one unit above 1,000,000.00 is a typing error, not a price
 _TAX_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-/]{0,39}")
 

@@ -447,11 +447,9 @@ class AuthStore:
         terminal_auth.verify_signature(row.public_key, signature, message)
         # ON CONFLICT DO NOTHING rather than catching the duplicate: on PostgreSQL a failed INSERT
         # would abort the caller's transaction.
-        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         seen = conn.execute(
-            dialect_insert(t.terminal_nonces)
-            .values(terminal_id=terminal_id, nonce=nonce, seen_at=now)
-            .on_conflict_do_nothing(),
+            _NEW_NONCE[conn.dialect.name],
+            {"terminal_id": terminal_id, "nonce": nonce, "seen_at": now},
             execution_options={"preserve_rowcount": True},  # SQLAlchemy keeps INSERT rowcounts only on request
         ).rowcount
         if seen != 1:
@@ -491,6 +489,12 @@ class AuthStore:
 # --- rows and helpers ------------------------------------------------------------------------------
 
 NONCE_PRUNE_EVERY = timedelta(minutes=1)
+# ON CONFLICT DO NOTHING rather than catching the duplicate: on PostgreSQL a failed INSERT would
+# abort the caller's transaction. One statement per dialect, built once.
+_NEW_NONCE = {
+    "postgresql": postgresql.insert(t.terminal_nonces).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(t.terminal_nonces).on_conflict_do_nothing(),
+}
 _TERMINAL_BY_ID = select(t.terminals.c.label, t.terminals.c.public_key, t.terminals.c.revoked_at).where(
     t.terminals.c.id == bindparam("id")
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, exists, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from civicard.adapters.db import tables as t
@@ -34,6 +34,13 @@ def _published(row: Row[Any]) -> PublishedStatusList:
     )
 
 
+# Built once: on the redemption path, building a statement costs more than running it.
+_CARD_BY_HANDLE = select(t.cards).where(t.cards.c.handle == bindparam("handle"))
+_CARD_BY_HANDLE_LOCKED = _CARD_BY_HANDLE.with_for_update()
+_PIN = select(t.card_pins).where(t.card_pins.c.card_id == bindparam("card_id"))
+_PIN_LOCKED = _PIN.with_for_update()
+
+
 class SqlCards:
     """Row locks (`for_update`) serialise status changes, PIN attempts and publishing on PostgreSQL;
     SQLite serialises all writers anyway."""
@@ -51,8 +58,7 @@ class SqlCards:
             raise Conflict("card_conflict", "A card took this handle or slot at the same moment; try again.") from None
 
     def by_handle(self, handle: str, for_update: bool = False) -> Card | None:
-        query = select(t.cards).where(t.cards.c.handle == handle)
-        row = self.conn.execute(query.with_for_update() if for_update else query).first()
+        row = self.conn.execute(_CARD_BY_HANDLE_LOCKED if for_update else _CARD_BY_HANDLE, {"handle": handle}).first()
         return _card(row) if row else None
 
     def current_of_person(self, person_id: str) -> Card | None:
@@ -74,8 +80,7 @@ class SqlCards:
         return [(int(r.status_index), str(r.status)) for r in rows]
 
     def pin(self, card_id: str, for_update: bool = False) -> StoredPin | None:
-        query = select(t.card_pins).where(t.card_pins.c.card_id == card_id)
-        row = self.conn.execute(query.with_for_update() if for_update else query).first()
+        row = self.conn.execute(_PIN_LOCKED if for_update else _PIN, {"card_id": card_id}).first()
         if row is None:
             return None
         return StoredPin(row.pin_hash, PinCounter(row.consecutive_failures, bool(row.locked)))

@@ -25,12 +25,13 @@ _IN = 500  # ids per IN (...) list
 def period_status(conn: sa.Connection, period: str, share_lock: bool = False) -> str | None:
     """The benefit period's status (None before its first cycle). With `share_lock`, the row is
     share-locked until the transaction ends, so a period cannot be closed under a sale in flight."""
-    bp = t.benefit_periods
-    query = sa.select(bp.c.status).where(bp.c.period == period)
-    if share_lock:
-        query = query.with_for_update(read=True)
-    status: str | None = conn.execute(query).scalar_one_or_none()
+    query = _STATUS_SHARED if share_lock else _STATUS
+    status: str | None = conn.execute(query, {"period": period}).scalar_one_or_none()
     return status
+
+
+_STATUS = sa.select(t.benefit_periods.c.status).where(t.benefit_periods.c.period == sa.bindparam("period"))
+_STATUS_SHARED = _STATUS.with_for_update(read=True)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,57 @@ PRESERVE_ROWCOUNT = {"preserve_rowcount": True}  # SQLAlchemy keeps an INSERT's 
 STALE_CLAIM = timedelta(seconds=60)  # far beyond any request's lock waits; the claim's request died
 
 
+# Built once (statements on the redemption path; building one costs more than running it).
+_COUNTER = (
+    sa.select(
+        t.terminals.c.id,
+        t.terminals.c.role,
+        t.outlets.c.id.label("outlet_id"),
+        t.outlets.c.name,
+        t.outlets.c.kind,
+        t.outlets.c.region,
+        t.outlets.c.vendor_id,
+    )
+    .join(t.outlets, t.outlets.c.id == t.terminals.c.outlet_id)
+    .where(
+        t.terminals.c.id == sa.bindparam("terminal_id"),
+        t.terminals.c.revoked_at.is_(None),
+        t.outlets.c.closed_at.is_(None),
+    )
+)
+_HOLDER = (
+    sa.select(t.persons.c.id, t.persons.c.birth_date, t.persons.c.record_status, t.memberships.c.household_id)
+    .select_from(
+        t.persons.outerjoin(
+            t.memberships,
+            sa.and_(
+                t.memberships.c.person_id == t.persons.c.id,
+                t.memberships.c.valid_to.is_(None),
+                t.memberships.c.valid_from <= sa.bindparam("on", type_=sa.Date),
+            ),
+        )
+    )
+    .where(t.persons.c.id == sa.bindparam("person_id"))
+)
+_THROTTLE = sa.select(t.sign_in_throttle).where(
+    t.sign_in_throttle.c.bucket.in_(sa.bindparam("buckets", expanding=True))
+)
+_NEW_CLAIM = {
+    "postgresql": postgresql.insert(t.idempotency_keys).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(t.idempotency_keys).on_conflict_do_nothing(),
+}
+_SETTLE = (
+    sa.update(t.idempotency_keys)
+    .where(
+        t.idempotency_keys.c.terminal_id == sa.bindparam("w_terminal_id"),
+        t.idempotency_keys.c.key == sa.bindparam("w_key"),
+        t.idempotency_keys.c.state == "pending",
+        t.idempotency_keys.c.created_at == sa.bindparam("w_claimed_at"),
+    )
+    .values(state="done")
+)
+
+
 class SqlRedemptions:
     """The RedemptionStore on the unit of work's connection."""
 
@@ -41,12 +92,7 @@ class SqlRedemptions:
         self.sales = SqlSales(conn)
 
     def counter(self, terminal_id: str) -> Counter | None:
-        tm, o = t.terminals, t.outlets
-        row = self.conn.execute(
-            sa.select(tm.c.id, tm.c.role, o.c.id.label("outlet_id"), o.c.name, o.c.kind, o.c.region, o.c.vendor_id)
-            .join(o, o.c.id == tm.c.outlet_id)
-            .where(tm.c.id == terminal_id, tm.c.revoked_at.is_(None), o.c.closed_at.is_(None))
-        ).first()
+        row = self.conn.execute(_COUNTER, {"terminal_id": terminal_id}).first()
         if row is None:
             return None
         return Counter(row.id, row.role, row.outlet_id, row.name, row.kind, row.region, row.vendor_id)
@@ -59,18 +105,11 @@ class SqlRedemptions:
         count_refusal(self.conn, period, outlet_id, code)
 
     def holder(self, person_id: str, on: date) -> Holder | None:
-        p, m = t.persons, t.memberships
-        current = sa.and_(m.c.person_id == p.c.id, m.c.valid_to.is_(None), m.c.valid_from <= on)
-        row = self.conn.execute(
-            sa.select(p.c.id, p.c.birth_date, p.c.record_status, m.c.household_id)
-            .select_from(p.outerjoin(m, current))
-            .where(p.c.id == person_id)
-        ).first()
+        row = self.conn.execute(_HOLDER, {"person_id": person_id, "on": on}).first()
         return Holder(row.id, row.birth_date, row.record_status, row.household_id) if row else None
 
     def throttle_windows(self, buckets: Sequence[str]) -> dict[str, ThrottleWindow]:
-        s = t.sign_in_throttle
-        rows = self.conn.execute(sa.select(s).where(s.c.bucket.in_(list(buckets))))
+        rows = self.conn.execute(_THROTTLE, {"buckets": list(buckets)})
         return {r.bucket: ThrottleWindow(int(r.attempts), as_utc(r.window_start)) for r in rows}
 
     def count_failure(self, bucket: str, now: datetime, window: timedelta) -> ThrottleWindow:
@@ -173,14 +212,19 @@ class IdempotencyKeys:
                 own.commit()
             return found
         k = t.idempotency_keys
-        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        pending = {"terminal_id": terminal_id, "key": key, "request_sha256": request_sha256, "state": "pending"}
-        insert = dialect_insert(k).values(**pending, created_at=now).on_conflict_do_nothing()
-        if conn.execute(insert, execution_options=PRESERVE_ROWCOUNT).rowcount == 1:
+        insert = _NEW_CLAIM[conn.dialect.name]
+        pending = {
+            "terminal_id": terminal_id,
+            "key": key,
+            "request_sha256": request_sha256,
+            "state": "pending",
+            "created_at": now,
+        }
+        if conn.execute(insert, pending, execution_options=PRESERVE_ROWCOUNT).rowcount == 1:
             return Claim(terminal_id, key, now)
         row = conn.execute(sa.select(k).where(k.c.terminal_id == terminal_id, k.c.key == key)).first()
         if row is None:  # claimed and released (a transient failure) in between: try once more
-            if conn.execute(insert, execution_options=PRESERVE_ROWCOUNT).rowcount == 1:
+            if conn.execute(insert, pending, execution_options=PRESERVE_ROWCOUNT).rowcount == 1:
                 return Claim(terminal_id, key, now)
             raise _in_progress()
         if row.request_sha256 != request_sha256:
@@ -199,9 +243,7 @@ class IdempotencyKeys:
             raise _in_progress()
         return Claim(terminal_id, key, now)
 
-    def settle(
-        self, claim: Claim, status: int, body: bytes, now: datetime, conn: sa.Connection | None = None
-    ) -> bool:
+    def settle(self, claim: Claim, status: int, body: bytes, now: datetime, conn: sa.Connection | None = None) -> bool:
         """Store a refusal as the key's answer; False if the claim was taken over meanwhile."""
         with _transaction(self.engine, conn) as tx:
             return _settle(tx, claim, status, body, now)
@@ -233,24 +275,15 @@ def _transaction(engine: sa.Engine, conn: sa.Connection | None) -> Iterator[sa.C
 
 
 def _settle(conn: sa.Connection, claim: Claim, status: int, body: bytes, now: datetime) -> bool:
-    k = t.idempotency_keys
     values: dict[str, Any] = {
-        "state": "done",
+        "w_terminal_id": claim.terminal_id,
+        "w_key": claim.key,
+        "w_claimed_at": claim.claimed_at,
         "response_status": status,
         "response_body": body.decode(),
         "finished_at": now,
     }
-    done = conn.execute(
-        sa.update(k)
-        .where(
-            k.c.terminal_id == claim.terminal_id,
-            k.c.key == claim.key,
-            k.c.state == "pending",
-            k.c.created_at == claim.claimed_at,
-        )
-        .values(**values)
-    ).rowcount
-    return bool(done == 1)
+    return bool(conn.execute(_SETTLE, values).rowcount == 1)
 
 
 def _in_progress() -> Conflict:

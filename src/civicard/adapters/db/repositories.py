@@ -206,13 +206,16 @@ class SqlFacts:
         )
 
 
+_INSERT_ACCESS_ENTRY = insert(t.access_log)
+
+
 class SqlAccessLog:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def append(self, entries: Sequence[AccessEntry]) -> None:
         self.conn.execute(
-            insert(t.access_log),
+            _INSERT_ACCESS_ENTRY,
             [
                 {
                     "occurred_at": e.occurred_at,

@@ -46,6 +46,44 @@ class PostedSale:
         return sum(a.subsidy_minor for a in self.allocations)
 
 
+# Built once: on the redemption path, building a statement costs more than running it.
+_I, _P, _S, _E = t.items, t.item_prices, t.serving_rules, t.entitlements
+_OFFER = (
+    sa.select(
+        _I.c.code,
+        _I.c.kind,
+        _I.c.unit,
+        _P.c.reference_price_minor,
+        _P.c.subsidized_price_minor,
+        _S.c.item_kind.label("served"),
+    )
+    .select_from(
+        _I.outerjoin(_P, (_P.c.item_code == _I.c.code) & (_P.c.period == sa.bindparam("period"))).outerjoin(
+            _S, (_S.c.item_kind == _I.c.kind) & (_S.c.outlet_kind == sa.bindparam("outlet_kind"))
+        )
+    )
+    .where(_I.c.code.in_(sa.bindparam("items", expanding=True)))
+)
+_SLOTS = (
+    sa.select(_E.c.id, _E.c.program, _E.c.item_code, _E.c.granted, _E.c.remaining)
+    .where(_E.c.period == sa.bindparam("period"), _E.c.household_id == sa.bindparam("household_id"))
+    .order_by(_E.c.program, _E.c.id)
+)
+_SLOTS_LOCKED = _SLOTS.with_for_update()
+# Guarded: never below zero, even where no row lock was taken (SQLite serialises writers instead).
+_DECREMENT = (
+    sa.update(_E)
+    .where(
+        _E.c.period == sa.bindparam("w_period"),
+        _E.c.id == sa.bindparam("w_id"),
+        _E.c.remaining >= sa.bindparam("quantity"),
+    )
+    .values(remaining=_E.c.remaining - sa.bindparam("quantity"))
+)
+_INSERT_REDEMPTION = sa.insert(t.redemptions)
+_INSERT_LEDGER_LINE = sa.insert(t.ledger_lines)
+
+
 class SqlSales:
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
@@ -88,23 +126,7 @@ class SqlSales:
     ) -> tuple[dict[str, str], dict[str, str], dict[str, Price], frozenset[str]]:
         """For the known items among `items`, in one query: kinds, units, prices for the period (if
         priced), and which of their kinds `outlet_kind` may serve."""
-        i, p, s = t.items, t.item_prices, t.serving_rules
-        rows = self.conn.execute(
-            sa.select(
-                i.c.code,
-                i.c.kind,
-                i.c.unit,
-                p.c.reference_price_minor,
-                p.c.subsidized_price_minor,
-                s.c.item_kind.label("served"),
-            )
-            .select_from(
-                i.outerjoin(p, (p.c.item_code == i.c.code) & (p.c.period == period)).outerjoin(
-                    s, (s.c.item_kind == i.c.kind) & (s.c.outlet_kind == outlet_kind)
-                )
-            )
-            .where(i.c.code.in_(list(items)))
-        ).all()
+        rows = self.conn.execute(_OFFER, {"period": period, "outlet_kind": outlet_kind, "items": list(items)}).all()
         kinds = {r.code: r.kind for r in rows}
         units = {r.code: r.unit for r in rows}
         prices = {
@@ -116,15 +138,8 @@ class SqlSales:
 
     def slots(self, period: str, household_id: str, lock: bool = True) -> list[Slot]:
         """The household's entitlements for the period, locked until the transaction ends."""
-        e = t.entitlements
-        query = (
-            sa.select(e.c.id, e.c.program, e.c.item_code, e.c.granted, e.c.remaining)
-            .where(e.c.period == period, e.c.household_id == household_id)
-            .order_by(e.c.program, e.c.id)
-        )
-        if lock:
-            query = query.with_for_update()
-        return [Slot(r.id, r.program, r.item_code, r.granted, r.remaining) for r in self.conn.execute(query)]
+        rows = self.conn.execute(_SLOTS_LOCKED if lock else _SLOTS, {"period": period, "household_id": household_id})
+        return [Slot(r.id, r.program, r.item_code, r.granted, r.remaining) for r in rows]
 
     def post(
         self,
@@ -148,37 +163,35 @@ class SqlSales:
         slots = self.slots(period, household_id)
         kinds, units, prices, served = self.offer(period, [line.item for line in basket], outlet.kind)
         allocations = allocate(basket, slots, kinds, prices, served)
-        e = t.entitlements
         for a in allocations:
             done = self.conn.execute(
-                sa.update(e)
-                .where(e.c.period == period, e.c.id == a.entitlement_id, e.c.remaining >= a.quantity)
-                .values(remaining=e.c.remaining - a.quantity, updated_at=now)
+                _DECREMENT, {"w_period": period, "w_id": a.entitlement_id, "quantity": a.quantity, "updated_at": now}
             ).rowcount
             if done != 1:  # only reachable if a concurrent sale got there first without a row lock
                 raise Refused("insufficient_remaining", f"'{a.item}' was just redeemed elsewhere; try again.")
         redemption_id = new_id()
         sale = PostedSale(redemption_id, period, tuple(allocations), {}, units)
         self.conn.execute(
-            sa.insert(t.redemptions).values(
-                period=period,
-                id=redemption_id,
-                household_id=household_id,
-                card_id=card_id,
-                terminal_id=terminal_id,
-                outlet_id=outlet.id,
-                vendor_id=outlet.vendor_id,
-                channel=channel,
-                attested_by=attested_by,
-                idempotency_key=idempotency_key,
-                total_minor=sale.total_minor,
-                subsidy_minor=sale.subsidy_minor,
-                created_at=now,
-                device_time=device_time,
-            )
+            _INSERT_REDEMPTION,
+            {
+                "period": period,
+                "id": redemption_id,
+                "household_id": household_id,
+                "card_id": card_id,
+                "terminal_id": terminal_id,
+                "outlet_id": outlet.id,
+                "vendor_id": outlet.vendor_id,
+                "channel": channel,
+                "attested_by": attested_by,
+                "idempotency_key": idempotency_key,
+                "total_minor": sale.total_minor,
+                "subsidy_minor": sale.subsidy_minor,
+                "created_at": now,
+                "device_time": device_time,
+            },
         )
         self.conn.execute(
-            sa.insert(t.ledger_lines),
+            _INSERT_LEDGER_LINE,
             [_line(period, redemption_id, household_id, outlet, a, now) for a in allocations],
         )
         remaining: dict[str, int] = {}
