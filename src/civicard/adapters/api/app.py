@@ -21,17 +21,20 @@ from civicard.adapters.api.problems import install_problem_handlers, problem
 from civicard.adapters.api.program_routes import router as program_router
 from civicard.adapters.api.redemption_routes import router as redemption_router
 from civicard.adapters.api.registry_routes import router as registry_router
+from civicard.adapters.api.security_headers import SecurityHeaders
 from civicard.adapters.api.session_routes import router as session_router
 from civicard.adapters.api.settlement_routes import router as settlement_router
 from civicard.adapters.api.transparency_routes import router as transparency_router
 from civicard.adapters.db.migrate import head_revision
 from civicard.adapters.web.appeal_pages import router as appeal_pages_router
 from civicard.adapters.web.card_pages import router as card_pages_router
+from civicard.adapters.web.correction_pages import router as correction_pages_router
 from civicard.adapters.web.cycle_pages import router as cycle_pages_router
 from civicard.adapters.web.enroll_pages import router as enroll_pages_router
 from civicard.adapters.web.pages import mount_static
 from civicard.adapters.web.pages import router as pages_router
 from civicard.adapters.web.program_pages import router as program_pages_router
+from civicard.adapters.web.registrar_pages import router as registrar_pages_router
 from civicard.adapters.web.resident_pages import router as resident_router
 from civicard.adapters.web.review_pages import router as review_pages_router
 from civicard.adapters.web.terminal_pages import router as terminal_pages_router
@@ -58,6 +61,7 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     install_problem_handlers(app)
+    app.add_middleware(SecurityHeaders)  # CSP, no framing, no cross-site referrer, HSTS over HTTPS
     app.include_router(registry_router)
     app.include_router(session_router)
     app.include_router(log_router)
@@ -74,9 +78,11 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(pages_router)
     app.include_router(resident_router)
     app.include_router(card_pages_router)
+    app.include_router(registrar_pages_router)
     app.include_router(enroll_pages_router)
     app.include_router(review_pages_router)
     app.include_router(appeal_pages_router)
+    app.include_router(correction_pages_router)
     app.include_router(cycle_pages_router)
     app.include_router(program_pages_router)
     app.include_router(terminal_pages_router)

@@ -304,6 +304,7 @@ PERSONAL_TABLES: tuple[str, ...] = (
     "decisions",
     "entitlements",
     "appeals",
+    "correction_requests",
     "redemptions",
     "ledger_lines",
     "offline_receipts",
@@ -724,4 +725,21 @@ refusal_counts = Table(
     Column("code", CODE, nullable=False),
     Column("count", BigInteger, nullable=False),
     PrimaryKeyConstraint("period", "outlet_id", "code", name="pk_refusal_counts"),
+)
+
+# A resident's request to correct a recorded fact, and the reviewer's answer (migration 0009).
+correction_requests = Table(
+    "correction_requests",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("person_id", ID, ForeignKey("persons.id"), nullable=False, index=True),
+    Column("household_id", ID, nullable=True),
+    Column("category", CODE, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("filed_at", Timestamp, nullable=False),
+    Column("answered_by", String(120), nullable=True),
+    Column("answered_at", Timestamp, nullable=True),
+    Column("answer_note", Text, nullable=True),
+    Index("ix_correction_requests_queue", "status", "filed_at", "id"),
 )

@@ -34,7 +34,12 @@ templates = Jinja2Templates(directory=HERE / "templates")
 i18n.install(templates.env)
 router = APIRouter(include_in_schema=False, dependencies=[Depends(i18n.use_request_locale)])
 router.include_router(i18n.router)
-HOME_OF_ROLE = {"registrar": "/registrar", "reviewer": "/reviewer", "program_admin": "/programs"}
+HOME_OF_ROLE = {
+    "registrar": "/registrar",
+    "reviewer": "/reviewer",
+    "program_admin": "/programs",
+    "oversight": "/oversight/exclusions",
+}
 
 
 def mount_static(app: FastAPI) -> None:

@@ -20,34 +20,99 @@
   const SCAN_MAX_SIDE = 800;  // frames are scaled down to this before decoding; a card QR is version ≤ 9
   const enc = new TextEncoder();
 
-  // One clear message per refusal code, Spanish first then English.
-  const MESSAGES = {
-    pin_wrong: (p) => `PIN incorrecto: quedan ${p.tries_left} intentos. / Wrong PIN: ${p.tries_left} tries left.`,
-    pin_tries_exhausted: () => "Tres PIN incorrectos: empiece la compra de nuevo. / Three wrong PINs: start the purchase again.",
-    pin_locked: () => "PIN bloqueado: el titular debe ir a un registrador. / PIN locked: the holder must see a registrar.",
-    pin_not_set: () => "La tarjeta no tiene PIN: el titular debe ir a un registrador. / The card has no PIN yet: the holder must see a registrar.",
-    not_entitled: () => "El hogar no tiene derecho a estos artículos este periodo. / The household is not entitled to these items this period.",
-    insufficient_remaining: () => "No queda suficiente cantidad este periodo. / Not enough left this period.",
-    item_not_allowed_here: () => "Este artículo no se puede entregar en este comercio. / This item cannot be handed over at this outlet.",
-    unknown_item: () => "Artículo desconocido. / Unknown item.",
-    period_closed: () => "El periodo de beneficios está cerrado. / The benefit period is closed.",
-    card_revoked: () => "Tarjeta revocada: no la acepte. / Card revoked: do not accept it.",
-    card_suspended: () => "Tarjeta suspendida. / Card suspended.",
-    card_expired: () => "Tarjeta vencida. / Card expired.",
-    card_invalid: () => "Código de tarjeta no válido. / Invalid card code.",
-    terminal_revoked: () => "Este terminal fue dado de baja. / This terminal has been revoked.",
-    terminal_bad_signature: () => "La clave del terminal no coincide: vuelva a importarla. / The terminal key does not match: import it again.",
-    terminal_stale_request: () => "La hora del teléfono no es correcta. / The phone's clock is wrong.",
-    too_many_attempts: (p) => `Demasiados intentos: espere ${p.retry_after_seconds || "unos"} segundos. / Too many attempts: wait and try again.`,
-    request_in_progress: () => "La venta aún está en curso: pulse Vender de nuevo. / The sale is still running: press Sell again.",
-    network: () => "Sin conexión: pulse Vender para reintentar (no se cobrará dos veces). / No connection: press Sell to retry (it will not be charged twice).",
-    camera_denied: () => "Sin permiso para usar la cámara: permítalo en el navegador o escriba el código. / Camera permission denied: allow it in the browser or type the code.",
-    camera_missing: () => "No se encontró ninguna cámara: escriba el código. / No camera found: type the code.",
-    camera_busy: () => "La cámara está en uso por otra aplicación. / The camera is in use by another app.",
-    camera_failed: () => "No se pudo abrir la cámara: escriba el código. / The camera could not be opened: type the code.",
-    scanner_unavailable: () => "No se pudo cargar el lector de QR: escriba el código. / The QR reader could not be loaded: type the code.",
-    qr_not_a_card: () => "Este QR no es una tarjeta civicard: apunte al QR de la tarjeta. / This QR is not a civicard card: point at the card's QR.",
+  // The page's texts in its language (<html lang>, which the server sets from the reader's choice),
+  // Spanish when the language is not one of these. One clear message per refusal code.
+  const TEXTS = {
+    es: {
+      pin_wrong: (p) => `PIN incorrecto: quedan ${p.tries_left} intentos.`,
+      pin_tries_exhausted: () => "Tres PIN incorrectos: empiece la compra de nuevo.",
+      pin_locked: () => "PIN bloqueado: el titular debe ir a un registrador.",
+      pin_not_set: () => "La tarjeta no tiene PIN: el titular debe ir a un registrador.",
+      not_entitled: () => "El hogar no tiene derecho a estos artículos este periodo.",
+      insufficient_remaining: () => "No queda suficiente cantidad este periodo.",
+      item_not_allowed_here: () => "Este artículo no se puede entregar en este comercio.",
+      unknown_item: () => "Artículo desconocido.",
+      period_closed: () => "El periodo de beneficios está cerrado.",
+      card_revoked: () => "Tarjeta revocada: no la acepte.",
+      card_suspended: () => "Tarjeta suspendida.",
+      card_expired: () => "Tarjeta vencida.",
+      card_invalid: () => "Código de tarjeta no válido.",
+      terminal_revoked: () => "Este terminal fue dado de baja.",
+      terminal_bad_signature: () => "La clave del terminal no coincide: vuelva a importarla.",
+      terminal_stale_request: () => "La hora del teléfono no es correcta.",
+      too_many_attempts: (p) => `Demasiados intentos: espere ${p.retry_after_seconds || "unos"} segundos.`,
+      request_in_progress: () => "La venta aún está en curso: pulse Vender de nuevo.",
+      network: () => "Sin conexión: pulse Vender para reintentar (no se cobrará dos veces).",
+      camera_denied: () => "Sin permiso para usar la cámara: permítalo en el navegador o escriba el código.",
+      camera_missing: () => "No se encontró ninguna cámara: escriba el código.",
+      camera_busy: () => "La cámara está en uso por otra aplicación.",
+      camera_failed: () => "No se pudo abrir la cámara: escriba el código.",
+      scanner_unavailable: () => "No se pudo cargar el lector de QR: escriba el código.",
+      qr_not_a_card: () => "Este QR no es una tarjeta civicard: apunte al QR de la tarjeta.",
+      key_invalid: () => "Clave no válida (32 bytes en base64).",
+      pin_format: () => "El PIN tiene de 4 a 6 dígitos.",
+      empty_basket: () => "Añada al menos un artículo.",
+      no_key: () => "Sin clave",
+      ready: (p) => `Terminal ${p.id} listo`,
+      no_webcrypto: () => "Este navegador no permite firmar (WebCrypto).",
+      camera_opening: () => "Abriendo la cámara…",
+      camera_aim: () => "Apunte al código QR de la tarjeta",
+      card_valid: (p) => `Tarjeta válida · periodo ${p.period}`,
+      item_left: (p) => `quedan: ${p.remaining}`,
+      fewer: (p) => `Menos ${p.item}`,
+      more: (p) => `Más ${p.item}`,
+      nothing_here: () => "Nada disponible aquí",
+      receipt_head: () => ["Artículo", "Entregado", "Quedan", "Importe"],
+      total: () => "Total:",
+      transaction: (p) => `Transacción ${p.id} · ${p.period} · titular ${p.holder}`,
+    },
+    en: {
+      pin_wrong: (p) => `Wrong PIN: ${p.tries_left} tries left.`,
+      pin_tries_exhausted: () => "Three wrong PINs: start the purchase again.",
+      pin_locked: () => "PIN locked: the holder must see a registrar.",
+      pin_not_set: () => "The card has no PIN yet: the holder must see a registrar.",
+      not_entitled: () => "The household is not entitled to these items this period.",
+      insufficient_remaining: () => "Not enough left this period.",
+      item_not_allowed_here: () => "This item cannot be handed over at this outlet.",
+      unknown_item: () => "Unknown item.",
+      period_closed: () => "The benefit period is closed.",
+      card_revoked: () => "Card revoked: do not accept it.",
+      card_suspended: () => "Card suspended.",
+      card_expired: () => "Card expired.",
+      card_invalid: () => "Invalid card code.",
+      terminal_revoked: () => "This terminal has been revoked.",
+      terminal_bad_signature: () => "The terminal key does not match: import it again.",
+      terminal_stale_request: () => "The phone's clock is wrong.",
+      too_many_attempts: (p) => `Too many attempts: wait ${p.retry_after_seconds || "a few"} seconds.`,
+      request_in_progress: () => "The sale is still running: press Sell again.",
+      network: () => "No connection: press Sell to retry (it will not be charged twice).",
+      camera_denied: () => "Camera permission denied: allow it in the browser or type the code.",
+      camera_missing: () => "No camera found: type the code.",
+      camera_busy: () => "The camera is in use by another app.",
+      camera_failed: () => "The camera could not be opened: type the code.",
+      scanner_unavailable: () => "The QR reader could not be loaded: type the code.",
+      qr_not_a_card: () => "This QR is not a civicard card: point at the card's QR.",
+      key_invalid: () => "Invalid key (32 bytes, base64).",
+      pin_format: () => "The PIN has 4 to 6 digits.",
+      empty_basket: () => "Add at least one item.",
+      no_key: () => "No key",
+      ready: (p) => `Terminal ${p.id} ready`,
+      no_webcrypto: () => "This browser cannot sign (WebCrypto).",
+      camera_opening: () => "Opening the camera…",
+      camera_aim: () => "Point at the card's QR code",
+      card_valid: (p) => `Card valid · period ${p.period}`,
+      item_left: (p) => `left: ${p.remaining}`,
+      fewer: (p) => `Fewer ${p.item}`,
+      more: (p) => `More ${p.item}`,
+      nothing_here: () => "Nothing available here",
+      receipt_head: () => ["Item", "Given", "Left", "Amount"],
+      total: () => "Total:",
+      transaction: (p) => `Transaction ${p.id} · ${p.period} · holder ${p.holder}`,
+    },
   };
+  const LANG = (document.documentElement.lang || "es").toLowerCase().split("-")[0];
+  const T = TEXTS[LANG] || TEXTS.es;
+  const t = (key, p) => T[key](p || {});
 
   const $ = (sel) => document.querySelector(sel);
   const state = { key: null, terminalId: "", token: "", items: [], basket: {}, pending: null };
@@ -118,7 +183,7 @@
     const box = $("#message");
     if (!code) { box.hidden = true; box.textContent = ""; box.removeAttribute("data-code"); return; }
     const p = payload || {};
-    const text = MESSAGES[code] ? MESSAGES[code](p) : `${p.detail || p.title || code}`;
+    const text = T[code] ? T[code](p) : `${p.detail || p.title || code}`;
     box.textContent = `${text} (${code})`;
     box.dataset.code = code;
     box.hidden = false;
@@ -143,14 +208,14 @@
     let found = null;
     try { found = await keyStore("readonly", (store) => store.get("current")); } catch (e) { found = null; }
     if (!found || !found.id || !found.key) {
-      $("#setup-status").textContent = "Sin clave / No key";
+      $("#setup-status").textContent = t("no_key");
       show("#card-step", false);
       return;
     }
     state.key = found.key;
     state.terminalId = found.id;
     $("#terminal-id").value = found.id;
-    $("#setup-status").textContent = `Terminal ${found.id} listo / ready`;
+    $("#setup-status").textContent = t("ready", { id: found.id });
     $("#setup-status").dataset.ready = "true";
     show("#card-step", true);
   }
@@ -160,7 +225,7 @@
     const id = $("#terminal-id").value.trim();
     let key;
     try { key = await importKey($("#device-key").value.trim()); } catch (e) {
-      say("key_invalid", { detail: "Clave no válida (32 bytes en base64) / Invalid key (32 bytes, base64)" });
+      say("key_invalid");
       return;
     }
     await keyStore("readwrite", (store) => store.put({ id: id, key: key }, "current"));
@@ -206,7 +271,7 @@
     say(null);
     $("[data-action=scan-start]").hidden = true;
     $("#camera-view").hidden = false;
-    $("[data-field=camera-hint]").textContent = "Abriendo la cámara… / Opening the camera…";
+    $("[data-field=camera-hint]").textContent = t("camera_opening");
     $("[data-action=scan-stop]").focus();
     const decoder = loadDecoder().catch(() => null);  // fetched while the permission prompt is open
     try {
@@ -225,7 +290,7 @@
       return;
     }
     if (camera.session !== session) return;
-    $("[data-field=camera-hint]").textContent = "Apunte al código QR de la tarjeta / Point at the card's QR code";
+    $("[data-field=camera-hint]").textContent = t("camera_aim");
     $("#camera-view").dataset.scanning = "true";
     scanFrame(session, jsQR);
   }
@@ -316,7 +381,7 @@
     if (p.pin_locked) { say("pin_locked", p); return; }
     state.items = p.items.filter((i) => i.remaining > 0);
     state.basket = {};
-    $("[data-field=card-status]").textContent = `Tarjeta válida · periodo ${p.period} / Card valid · period ${p.period}`;
+    $("[data-field=card-status]").textContent = t("card_valid", p);
     renderBasket();
     show("#pin-step", true); show("#basket-step", true); show("#receipt-step", false);
     $("#pin").value = "";
@@ -337,32 +402,32 @@
       const name = document.createElement("span");
       name.className = "name";
       const price = item.unit_price_minor === null ? "" : ` · ${money(item.unit_price_minor)}`;
-      name.textContent = `${item.item} (${item.unit})${price} — quedan / left: ${item.remaining}`;
+      name.textContent = `${item.item} (${item.unit})${price} — ${t("item_left", item)}`;
       const minus = document.createElement("button");
       minus.type = "button"; minus.textContent = "−"; minus.dataset.action = "less";
-      minus.setAttribute("aria-label", `Menos ${item.item} / Fewer`);
+      minus.setAttribute("aria-label", t("fewer", item));
       minus.disabled = qty === 0;
       minus.addEventListener("click", () => { state.basket[item.item] = Math.max(0, qty - 1); renderBasket(); });
       const out = document.createElement("output");
       out.textContent = String(qty); out.dataset.field = "quantity";
       const plus = document.createElement("button");
       plus.type = "button"; plus.textContent = "+"; plus.dataset.action = "more";
-      plus.setAttribute("aria-label", `Más ${item.item} / More`);
+      plus.setAttribute("aria-label", t("more", item));
       plus.disabled = qty >= item.remaining;
       plus.addEventListener("click", () => { state.basket[item.item] = Math.min(item.remaining, qty + 1); renderBasket(); });
       row.append(name, minus, out, plus);
       box.append(row);
     });
-    if (!state.items.length) box.textContent = "Nada disponible aquí / Nothing available here";
+    if (!state.items.length) box.textContent = t("nothing_here");
     $("[data-field=basket-total]").textContent = money(total);
   }
 
   async function sell() {
     say(null);
     const pin = $("#pin").value;
-    if (!/^[0-9]{4,6}$/.test(pin)) { say("pin_format", { detail: "El PIN tiene 4 a 6 dígitos / The PIN has 4–6 digits" }); return; }
+    if (!/^[0-9]{4,6}$/.test(pin)) { say("pin_format"); return; }
     const basket = Object.entries(state.basket).filter(([, q]) => q > 0).map(([item, quantity]) => ({ item, quantity }));
-    if (!basket.length) { say("empty_basket", { detail: "Añada al menos un artículo / Add at least one item" }); return; }
+    if (!basket.length) { say("empty_basket"); return; }
     const bodyText = JSON.stringify({ card_token: state.token, pin, basket });
     // The same attempt retried after a network failure keeps its key; anything else is a new attempt.
     if (!state.pending || state.pending.bodyText !== bodyText) state.pending = { key: randomToken(18), bodyText };
@@ -383,7 +448,7 @@
     box.textContent = "";
     const table = document.createElement("table");
     const head = table.insertRow();
-    ["Artículo / Item", "Entregado / Given", "Quedan / Left", "Importe / Amount"].forEach((h) => {
+    t("receipt_head").forEach((h) => {
       const th = document.createElement("th"); th.textContent = h; head.append(th);
     });
     r.items.forEach((line) => {
@@ -396,14 +461,14 @@
     });
     const total = document.createElement("p");
     total.innerHTML = "";
-    total.append("Total: ");
+    total.append(`${t("total")} `);
     const strong = document.createElement("strong");
     strong.dataset.field = "total"; strong.textContent = money(r.total_minor);
     total.append(strong);
     const meta = document.createElement("p");
     meta.className = "muted";
     meta.dataset.field = "transaction";
-    meta.textContent = `Transacción / Transaction ${r.transaction_id} · ${r.period} · titular / holder ${r.holder}`;
+    meta.textContent = t("transaction", { id: r.transaction_id, period: r.period, holder: r.holder });
     box.append(table, total, meta);
     box.dataset.code = r.code;
     ["#card-step", "#pin-step", "#basket-step"].forEach((s) => show(s, false));
@@ -434,7 +499,7 @@
     $("[data-action=sell]").addEventListener("click", sell);
     document.querySelectorAll("[data-action=restart]").forEach((b) => b.addEventListener("click", restart));
     if (!window.crypto || !crypto.subtle) {
-      $("#setup-status").textContent = "Este navegador no permite firmar (WebCrypto) / This browser cannot sign (WebCrypto)";
+      $("#setup-status").textContent = t("no_webcrypto");
       return;
     }
     loadStored();
