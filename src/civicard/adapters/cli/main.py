@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from civicard.adapters.cli.audit import audit_app
+from civicard.adapters.cli.backup import backup, restore
 from civicard.adapters.cli.cards import cards_app
 from civicard.adapters.cli.cycle import cycle_app
 from civicard.adapters.cli.dedup import dedup_app
@@ -46,6 +47,8 @@ app.add_typer(cycle_app, name="cycle")
 app.add_typer(terminal_app, name="terminal")
 app.add_typer(vendors_app, name="vendors")
 app.add_typer(settlement_app, name="settlement")
+app.command("backup")(backup)
+app.command("restore")(restore)
 
 console = Console(stderr=True)
 out = Console()
