@@ -7,6 +7,7 @@ import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,11 @@ class Mode(StrEnum):
     PRODUCTION = "production"
 
 
+class LogFormat(StrEnum):
+    JSON = "json"  # one JSON object per line on stderr: what a log shipper reads
+    PLAIN = "plain"  # one readable line, for development
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIVICARD_", extra="ignore")
 
@@ -31,6 +37,19 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("var"), description="Where the embedded database and demo key live.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir.")
     root_key: SecretStr | None = Field(default=None, description="32+ random bytes, base64.")
+    log_format: LogFormat = Field(default=LogFormat.JSON, description="Server logs on stderr: json or plain.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Root log level.")
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="When set, GET /metrics requires `Authorization: Bearer <token>`; unset, /metrics is open.",
+    )
+    log_stall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="/readyz answers 503 log_integrator_lagging once access-log entries have waited this long "
+        "with the integrator folding none.",
+    )
 
     @model_validator(mode="after")
     def _production_needs_a_real_key(self) -> Settings:

@@ -16,6 +16,7 @@ from civicard.adapters.api.card_routes import router as card_router
 from civicard.adapters.api.dedup_routes import router as dedup_router
 from civicard.adapters.api.fallback_routes import router as fallback_router
 from civicard.adapters.api.log_routes import router as log_router
+from civicard.adapters.api.observability import configure_logging, install_observability, log_backlog
 from civicard.adapters.api.offline_routes import router as offline_router
 from civicard.adapters.api.problems import install_problem_handlers, problem
 from civicard.adapters.api.program_routes import router as program_router
@@ -45,6 +46,7 @@ from civicard.bootstrap import Container
 def create_app(container: Container) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        configure_logging(container.settings)  # JSON lines on stderr; uvicorn's raw-path access log off
         container.integrator.start()  # entries reach a signed checkpoint within about a second
         container.matcher.warm_up()  # the saved model loads and its SQL compiles before the first enrollment
         try:
@@ -62,6 +64,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     install_problem_handlers(app)
     app.add_middleware(SecurityHeaders)  # CSP, no framing, no cross-site referrer, HSTS over HTTPS
+    install_observability(app, container)  # request ids, one log line per request, GET /metrics
     app.include_router(registry_router)
     app.include_router(session_router)
     app.include_router(log_router)
@@ -99,14 +102,20 @@ def _health(app: FastAPI) -> None:
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready"}})
     def readyz(container: App) -> JSONResponse:
-        """The database answers and its schema is at the code's migration head."""
+        """The database answers, its schema is at the code's migration head, and the access-log
+        integrator works: its last poll succeeded and no entry has waited `log_stall_seconds` unfolded."""
         try:
             with container.engine.connect() as conn:
                 current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                at_head = current == head_revision()
+                backlog = log_backlog(conn, container.clock.now()) if at_head else None
         except Exception:  # any database failure means not ready; the reason goes to the log only
             return problem(503, "database_unavailable", "Not ready", "The database does not answer.")
-        if current != head_revision():
+        if backlog is None:
             return problem(503, "schema_outdated", "Not ready", "Run `civicard db upgrade`.")
         if container.integrator.last_error is not None:
             return problem(503, "log_integrator_failing", "Not ready", "The access-log integrator is failing.")
+        if backlog.stalled_seconds > container.settings.log_stall_seconds:
+            waited = f"{backlog.entries} access-log entries have waited {backlog.stalled_seconds:.0f} s unfolded."
+            return problem(503, "log_integrator_lagging", "Not ready", waited)
         return JSONResponse({"status": "ready", "schema": current})

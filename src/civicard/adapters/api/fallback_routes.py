@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from civicard.adapters.api.access import App, Terminal
+from civicard.adapters.api.observability import record_redemption
 from civicard.adapters.api.offline_routes import REVIEW_PROBLEMS, reviewer_context
 from civicard.adapters.api.problems import PROBLEM, http_status, problem
 from civicard.adapters.api.redemption_schemas import (
@@ -140,6 +141,7 @@ async def create_fallback(
     try:
         answer = await run_in_threadpool(_sell, app, keys, terminal, command)
     except DomainError as refused:
+        record_redemption("fallback", refused.code)
         code, headers = http_status(refused)
         if code != status.HTTP_422_UNPROCESSABLE_CONTENT:
             await run_in_threadpool(ledger.release, found)
@@ -151,6 +153,7 @@ async def create_fallback(
     except BaseException:
         await run_in_threadpool(ledger.release, found)
         raise
+    record_redemption("fallback", "approved")
     return Response(answer, status.HTTP_201_CREATED, media_type=JSON)
 
 

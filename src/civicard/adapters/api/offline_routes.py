@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from civicard.adapters.api.access import Access, App, Terminal, TerminalEvenRevoked
+from civicard.adapters.api.observability import record_redemptions
 from civicard.adapters.api.offline_schemas import (
     ConflictOut,
     ConflictsOut,
@@ -84,6 +85,7 @@ def terminal_receipts(body: ReceiptsIn, app: App, terminal: TerminalEvenRevoked)
     with app.uow(context) as uow:
         seat = require_counter_seat(uow.offline, terminal.id)
     outcomes = apply_batch(lambda: app.uow(context), seat, batch, app.clock.now())
+    record_redemptions("offline", (o.reason or "approved" for o in outcomes))  # a re-sent receipt counts again
     return ReceiptsOut(
         results=[
             ReceiptOutcomeOut(

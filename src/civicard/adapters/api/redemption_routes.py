@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from civicard.adapters.api.access import App, Signed, SignedRequest, Terminal
+from civicard.adapters.api.observability import record_redemption
 from civicard.adapters.api.problems import PROBLEM, http_status, problem
 from civicard.adapters.api.redemption_schemas import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -92,6 +93,7 @@ def _claim_and_redeem(
         try:
             answer = _redeem(app, keys, terminal, replace(command, claim=found), conn)
         except DomainError as refused:
+            record_redemption("online", refused.code)
             code, headers = http_status(refused)
             if code != status.HTTP_422_UNPROCESSABLE_CONTENT:
                 ledger.release(found, conn)
@@ -102,6 +104,7 @@ def _claim_and_redeem(
         except BaseException:
             _release_quietly(ledger, found, conn)
             raise
+    record_redemption("online", "approved")
     return Response(answer, status.HTTP_201_CREATED, media_type=JSON)
 
 

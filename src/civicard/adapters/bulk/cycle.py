@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from civicard.adapters.api.observability import observed_cycle
 from civicard.adapters.db.program_inputs import registry_inputs
 from civicard.adapters.db.uow import SqlUnitOfWork
 from civicard.programs.bulk import decide_bulk
@@ -46,6 +47,7 @@ class CycleReport:
     changes: tuple[DecisionChange, ...]
 
 
+@observed_cycle  # civicard_cycle_duration_seconds
 def run_cycle(
     uow: SqlUnitOfWork,
     period: str,
