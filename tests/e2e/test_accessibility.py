@@ -9,7 +9,8 @@ does not need `bypass_csp` — which would also hide the very violations the sec
 
 Each page is reached as its user reaches it: signed in with the right role (a session opened
 through the real AuthStore, carried in the HttpOnly cookie), over a town with published rules,
-this month's cycle, a sale and a wrong PIN at a shop, a card with a PIN and a possible duplicate.
+this month's cycle, a sale and a wrong PIN at a shop, a card with a PIN, a possible duplicate and a
+resident's correction request waiting for a reviewer.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ import pyotp
 import pytest
 
 from civicard.adapters.api.access import SESSION_COOKIE
+from civicard.adapters.db.resident_store import SqlResidentUnitOfWork
 from civicard.identity.cards import CardKeys
+from civicard.registry.correction_requests import FILING, request_correction
+from civicard.transparency.access import AccessContext, Actor
 from tests.e2e.conftest import PROGRAM_ADMIN, REGISTRAR, REVIEWER, LiveServer, StaffLogin, signed_headers
 from tests.e2e.duplicate_seed import seed_duplicate
 from tests.e2e.test_terminal_page import key_text
@@ -82,13 +86,17 @@ def _sell(server: LiveServer, till: Till, card: HeldCard, pin: str) -> int:
 @pytest.fixture(scope="module")
 def town(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Town:
     """Published rules and this month's cycle, a shop with one sale and one wrong PIN, a resident's
-    card, a possible duplicate for review, and a session for each role."""
+    card, a possible duplicate and the resident's correction request for review, and a session for
+    each role."""
     container = live_server.container
     household = live_server.town.household_ids[0]
     till = seed_rice_grant(container.engine, container.clock, household, tmp_path_factory.mktemp("cycle"), 6)
     keys = CardKeys.derive(container.root_key)
     card = issue(container.engine, container.clock, keys, live_server.person("María José Pérez Gómez"), household)
     assert (_sell(live_server, till, card, PIN), _sell(live_server, till, card, "0000")) == (201, 422)
+    resident = AccessContext(Actor(card.person_id, "resident"), FILING)
+    with SqlResidentUnitOfWork(container.engine, resident, container.clock) as uow:
+        request_correction(uow, card.person_id, "income", "Mi salario es 1.500, no 1.800.")
     _, candidate = seed_duplicate(live_server, "Inés Ibáñez Muñoz", "Ines", probability=0.88)
     container.auth.create_staff_account(
         OVERSIGHT.username, OVERSIGHT.display_name, "oversight", OVERSIGHT.password, "e2e:seed",
@@ -155,6 +163,20 @@ def _terminal_with_a_card(page: Any, base: str, town: Town) -> None:
     page.locator("#basket .line[data-item='RICE-1KG']").wait_for()
 
 
+def _fact_correction(page: Any, base: str, town: Town) -> None:
+    """The correction form of the first income on the household's facts page, through its link."""
+    page.goto(f"{base}/registrar/households/{town.household_id}/facts")
+    with page.expect_navigation():
+        page.locator("tr[data-kind=incomes] [data-action=open-correction]").first.click()
+    assert page.locator("form[data-form=correct-fact]").count() == 1
+
+
+def _correction_queue(page: Any, base: str, _: Town) -> None:
+    """The reviewer's queue with the resident's request and its answer form."""
+    page.goto(f"{base}/reviewer/corrections")
+    assert page.locator("article[data-request] form").count() >= 1
+
+
 def _to(path: str) -> Callable[[Any, str, Town], None]:
     def go(page: Any, base: str, town: Town) -> None:
         response = page.goto(f"{base}{path.format(town=town)}")
@@ -163,6 +185,7 @@ def _to(path: str) -> Callable[[Any, str, Town], None]:
     return go
 
 
+CARD = "/registrar/households/{town.household_id}/members/{town.card.person_id}/card"  # the card holder's card page
 VISITS = [
     Visit("landing", None, _to("/")),
     Visit("sign-in", None, _to("/signin")),
@@ -170,9 +193,13 @@ VISITS = [
     Visit("registrar-results", "registrar", _search),
     Visit("household", "registrar", _to("/registrar/households/{town.household_id}")),
     Visit("enroll", "registrar", _to("/registrar/households/{town.household_id}/enroll")),
+    Visit("registrar-facts", "registrar", _to("/registrar/households/{town.household_id}/facts")),
+    Visit("registrar-fact-correction", "registrar", _fact_correction),
+    Visit("registrar-card", "registrar", _to(CARD)),
     Visit("reviewer-queue", "reviewer", _to("/reviewer")),
     Visit("reviewer-case", "reviewer", _to("/reviewer/cases/{town.candidate_id}")),
     Visit("appeal-queue", "reviewer", _to("/reviewer/appeals")),
+    Visit("correction-queue", "reviewer", _correction_queue),
     Visit("programs", "program_admin", _to("/programs")),
     Visit("program-version", "program_admin", _to("/programs/food_basket/2026.1")),
     Visit("cycles", "program_admin", _to("/programs/cycles")),
@@ -180,7 +207,10 @@ VISITS = [
     Visit("terminal-basket", None, _terminal_with_a_card, width=360),
     Visit("resident-sign-in", None, _to("/me")),
     Visit("resident-log", "resident", _to("/me/log")),
+    Visit("resident-data", "resident", _to("/me/data")),
+    Visit("resident-benefits", "resident", _to("/me/benefits")),
     Visit("resident-decisions", "resident", _to("/me/decisions")),
+    Visit("resident-corrections", "resident", _to("/me/corrections")),
     Visit("transparency", None, _to("/transparency")),
     Visit("exclusions", "oversight", _to("/oversight/exclusions")),
 ]

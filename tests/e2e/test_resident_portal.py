@@ -204,7 +204,7 @@ def test_filing_a_correction_logs_the_change_and_the_page_it_returns_to(
         "/me/corrections", data={"category": "identity", "details": "Mi teléfono cambió.", "csrf_token": csrf}
     )
     assert filed.status_code == 303 and filed.headers["location"] == "/me/corrections?notice=filed"
-    assert _entries(portal.server, before) == [(maria, "appeal", "write", maria, "correction.requested")]
+    assert _entries(portal.server, before) == [(maria, "correction_request", "write", maria, "correction.requested")]
     assert "Mi teléfono cambió." not in filed.headers["location"]  # nothing personal in the URL
 
 

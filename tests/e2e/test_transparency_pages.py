@@ -122,6 +122,8 @@ def test_the_transparency_page_shows_rules_checkpoint_and_suppressed_figures_wit
         [int(e.replace(",", "")) for e, _ in expected.values() if e != "<10"]
         + [int(n.replace(",", "")) for _, n in expected.values() if n != "<10"]
     )
+    legend = chart.locator("text[y='16']").evaluate_all("ts => ts.map(t => t.textContent)")
+    assert legend == ["elegibles", "con derecho a artículos"]  # one language, the reader's
     rice = article.locator("table[data-table=items] tr[data-item='RICE-1KG']")
     assert rice.count() == 1 and "Arroz blanco" in rice.inner_text()
     page.screenshot(path=str(screenshots / "transparency.png"), full_page=True)
@@ -136,6 +138,9 @@ def test_the_transparency_page_shows_rules_checkpoint_and_suppressed_figures_wit
     logged = [e for e in live_server.access_log_since(before) if e["actor"] == "public:statistics"]
     # One logged read: the API answered from the figures the page computed a moment before.
     assert [(e["purpose"], e["action"], e["subject_household_id"]) for e in logged] == [(PURPOSE, "read", None)]
+
+    english = httpx.get(f"{live_server.base_url}/transparency", cookies={"lang": "en"}).text
+    assert ">eligible</text>" in english and ">entitled to items</text>" in english and "elegibles" not in english
 
 
 def test_oversight_staff_read_the_exclusion_report_per_outlet(
@@ -167,6 +172,13 @@ def test_oversight_staff_read_the_exclusion_report_per_outlet(
     assert page.url.endswith(f"/oversight/exclusions?period={town.period}")
     page.goto(f"{live_server.base_url}/oversight/exclusions?period=2031-01")
     assert page.locator(".error").get_attribute("data-code") == "period_not_found"
+
+    header = page.locator("th[data-code=pin_wrong]")
+    page.goto(f"{live_server.base_url}/oversight/exclusions?period={town.period}")
+    assert header.inner_text().splitlines() == ["PIN incorrecto", "pin_wrong"]  # label, then the code
+    page.context.add_cookies([{"name": "lang", "value": "en", "url": live_server.base_url}])
+    page.reload()
+    assert header.inner_text().splitlines() == ["wrong PIN", "pin_wrong"]
 
 
 def test_staff_other_than_oversight_are_refused_the_exclusion_report(

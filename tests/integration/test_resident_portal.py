@@ -214,7 +214,7 @@ def test_a_bad_correction_request_is_refused_and_writes_nothing(
 ) -> None:
     maria = household["maria"]
     before = _head(engine)
-    with pytest.raises(DomainError) as refused, _as(engine, clock, _resident(maria), "appeal") as uow:
+    with pytest.raises(DomainError) as refused, _as(engine, clock, _resident(maria), "correction_request") as uow:
         corrections.request_correction(uow, maria, category, details)
     assert refused.value.code == code
     assert _log_since(engine, clock, before) == []
@@ -225,7 +225,7 @@ def test_a_correction_request_goes_from_the_resident_to_a_reviewer_and_back(
 ) -> None:
     maria = household["maria"]
     before = _head(engine)
-    with _as(engine, clock, _resident(maria), "appeal") as uow:
+    with _as(engine, clock, _resident(maria), "correction_request") as uow:
         filed = corrections.request_correction(uow, maria, "income", "  Mi salario es 1.500, no 1.800.  ")
     assert (filed.status, filed.details, filed.household_id) == (
         "open",
@@ -235,6 +235,9 @@ def test_a_correction_request_goes_from_the_resident_to_a_reviewer_and_back(
     with pytest.raises(DomainError) as read_only, _as(engine, clock, _resident(maria), "self_access") as uow:
         corrections.request_correction(uow, maria, "income", "again")
     assert read_only.value.code == "purpose_not_allowed"
+    with pytest.raises(DomainError) as appeal, _as(engine, clock, _resident(maria), "appeal") as uow:
+        corrections.request_correction(uow, maria, "income", "again")
+    assert appeal.value.code == "purpose_not_allowed"  # a correction request is not an appeal
     with pytest.raises(DomainError) as registrar, _as(engine, clock, REGISTRAR, "correction_review") as uow:
         corrections.correction_queue(uow)
     assert registrar.value.code == "purpose_not_allowed"  # a registrar's role lacks correction_review
@@ -260,7 +263,7 @@ def test_a_correction_request_goes_from_the_resident_to_a_reviewer_and_back(
     entries = [(e["actor"], e["purpose"], e["action"], e["subject_person_id"], e["detail"].split(" ")[0])
                for e in _log_since(engine, clock, before)]  # fmt: skip
     assert entries == [
-        (maria, "appeal", "write", maria, "correction.requested"),
+        (maria, "correction_request", "write", maria, "correction.requested"),
         (REVIEWER.id, "correction_review", "read", maria, "correction.queue_read"),
         (REVIEWER.id, "correction_review", "write", maria, "correction.answered"),
         (maria, "self_access", "read", maria, "correction.requests_read"),
@@ -274,9 +277,9 @@ def test_the_queue_pages_oldest_first_and_a_resident_cannot_flood_it(
     start = datetime.now(UTC)
     for n in range(corrections.MAX_OPEN):
         at = Clock.fixed(start + timedelta(minutes=n))
-        with _as(engine, at, _resident(maria), "appeal") as uow:
+        with _as(engine, at, _resident(maria), "correction_request") as uow:
             corrections.request_correction(uow, maria, "identity", f"request number {n}")
-    with pytest.raises(DomainError) as flood, _as(engine, Clock(), _resident(maria), "appeal") as uow:
+    with pytest.raises(DomainError) as flood, _as(engine, Clock(), _resident(maria), "correction_request") as uow:
         corrections.request_correction(uow, maria, "identity", "one too many")
     assert flood.value.code == "too_many_open_requests"
     with _as(engine, Clock(), REVIEWER, "correction_review") as uow:

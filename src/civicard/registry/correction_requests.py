@@ -1,11 +1,12 @@
 """A resident's request to correct a fact the registry holds about them, and a reviewer's answer.
 
 The resident never changes their record: they name a category and say, in their words, which fact
-is wrong and what is right. Like an appeal, filing is a change of the resident's own record under
-their writing purpose `appeal` (contesting what the registry holds is how a decision gets
-contested on its facts); reading their requests is `self_access`. Reviewers see the queue and
-answer under `correction_review`, correcting the fact itself with the registry's correction
-services (recording.correct_fact) under the same purpose. Every step is logged for the resident.
+is wrong and what is right. Filing is a change of the resident's own record under their own
+self-scoped purpose `correction_request`, apart from `appeal`, so the access log tells a request to
+correct a fact from an appeal against a decision; reading their requests is `self_access`.
+Reviewers see the queue and answer under `correction_review`, correcting the fact itself with the
+registry's correction services (recording.correct_fact) under the same purpose. Every step is
+logged for the resident.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from civicard.shared.ids import is_id, new_id
 from civicard.shared.text import clean_text
 from civicard.transparency.access import Subject, disclose, record_change
 
-FILING, SELF_ACCESS, REVIEW = "appeal", "self_access", "correction_review"
+FILING, SELF_ACCESS, REVIEW = "correction_request", "self_access", "correction_review"
 CATEGORIES = ("identity", "household", "income", "property", "health", "benefits")
 STATUSES = ("open", "corrected", "declined")
 OUTCOMES = ("corrected", "declined")

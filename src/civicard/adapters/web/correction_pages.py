@@ -1,7 +1,7 @@
 """Correction request pages: the resident's form and their requests (/me/corrections), and the
 reviewer's queue with an answer per request (/reviewer/corrections).
 
-The resident files under `appeal` and reads under `self_access`; the reviewer reads and answers
+The resident files under `correction_request` and reads under `self_access`; the reviewer reads and answers
 under `correction_review`. Every view and every change is logged for the resident concerned.
 """
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from civicard.adapters.api.access import App
@@ -25,6 +25,7 @@ from civicard.adapters.db import log_store
 from civicard.adapters.db.register_store import RegisteredVersion, SqlProgramRegister
 from civicard.adapters.db.settlement_store import SqlSettlementUnitOfWork
 from civicard.adapters.db.statistics_store import opened_periods
+from civicard.adapters.web.i18n import N_, gettext, translated, use_request_locale
 from civicard.adapters.web.pages import render, render_error, session_of, staff_context
 from civicard.adapters.web.program_pages import Bar, Chart, ChartGroup, region_label
 from civicard.distribution.exclusion import exclusion_report
@@ -33,22 +34,22 @@ from civicard.programs.statistics import Cell, Line, ProgramStatistics
 from civicard.shared.errors import DomainError, Forbidden
 from civicard.transparency.checkpoints import parse_note
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
 OVERSIGHT = "oversight"
 SETTLEMENT = "settlement"
 PUBLIC = ("published", "retired")
-HOUSEHOLD_SERIES = (("elegibles / eligible", "#0b5cad"), ("con derecho a artículos / entitled", "#1a7f37"))
-ITEM_SERIES = (("cantidad (regiones mostradas) / quantity (regions shown)", "#8a5300"),)
-REFUSAL_LABELS = {
-    "pin_wrong": "PIN incorrecto / wrong PIN",
-    "pin_locked": "PIN bloqueado / PIN locked",
-    "pin_not_set": "sin PIN / no PIN set",
-    "not_entitled": "sin derecho / not entitled",
-    "unknown_card": "tarjeta desconocida / unknown card",
-    "card_revoked": "tarjeta revocada / card revoked",
-    "card_expired": "tarjeta vencida / card expired",
-    "period_closed": "periodo cerrado / period closed",
-    "photo_not_checked": "foto no comprobada / photo not checked",
+HOUSEHOLD_SERIES = ((N_("elegibles"), "#0b5cad"), (N_("con derecho a artículos"), "#1a7f37"))  # (msgid, colour)
+ITEM_SERIES = ((N_("cantidad (regiones mostradas)"), "#8a5300"),)
+REFUSAL_LABELS = {  # a refusal code → its exclusion-report column header
+    "pin_wrong": N_("PIN incorrecto"),
+    "pin_locked": N_("PIN bloqueado"),
+    "pin_not_set": N_("sin PIN"),
+    "not_entitled": N_("sin derecho"),
+    "unknown_card": N_("tarjeta desconocida"),
+    "card_revoked": N_("tarjeta revocada"),
+    "card_expired": N_("tarjeta vencida"),
+    "period_closed": N_("periodo cerrado"),
+    "photo_not_checked": N_("foto no comprobada"),
 }
 _LABEL_W, _BAR_MAX, _BAR_H, _GAP, _GROUP_GAP, _TOP = 170, 360, 14, 3, 16, 34
 
@@ -117,19 +118,21 @@ def checkpoint_view(app: App) -> CheckpointView | None:
 
 def bar_chart(groups: Sequence[tuple[str, Sequence[Cell]]], series: Sequence[tuple[str, str]]) -> Chart:
     """Horizontal bars, one group per label and one bar per series, on one scale (the impact preview's
-    layout); a suppressed cell gets no bar, only its "<10"."""
+    layout); a suppressed cell gets no bar, only its "<10". `series`: (marked name, colour); the bars
+    and the legend are named in the current locale."""
+    named = [(gettext(name), colour) for name, colour in series]
     numbers = [v for _, values in groups for v in values if isinstance(v, int)]
     scale = _BAR_MAX / max([*numbers, 1])
     built, y = [], float(_TOP)
     for label, values in groups:
         bars = []
-        for index, ((name, colour), value) in enumerate(zip(series, values, strict=True)):
+        for index, ((name, colour), value) in enumerate(zip(named, values, strict=True)):
             width = value * scale if isinstance(value, int) else 0.0
             bars.append(Bar(name, colour, value, y + index * (_BAR_H + _GAP), round(width, 1)))
         built.append(ChartGroup(label, y, tuple(bars)))
-        y += len(series) * (_BAR_H + _GAP) + _GROUP_GAP
+        y += len(named) * (_BAR_H + _GAP) + _GROUP_GAP
     legend, x = [], 8
-    for name, colour in series:
+    for name, colour in named:
         legend.append((name, colour, x))
         x += 16 + 7 * len(name) + 18  # swatch, text at about 7 px a character, gap
     return Chart(max(_LABEL_W + _BAR_MAX + 70, x), int(y), _LABEL_W, _BAR_H, tuple(built), tuple(legend))
@@ -197,7 +200,8 @@ def exclusions_page(request: Request, app: App, period: Annotated[str, Query(max
     with app.engine.connect() as conn:
         periods = opened_periods(conn)
     chosen = period or (periods[0] if periods else "")
-    page: dict[str, Any] = {"session": session, "periods": periods, "period": chosen, "labels": REFUSAL_LABELS}
+    labels = translated(REFUSAL_LABELS)
+    page: dict[str, Any] = {"session": session, "periods": periods, "period": chosen, "labels": labels}
     try:
         if session.principal.role != OVERSIGHT:
             raise Forbidden("oversight_only", "Only oversight staff may read the exclusion report.")
