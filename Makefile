@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install install-dev lint typecheck unit bench messages clean
+.PHONY: run test install install-dev lint typecheck unit bench messages screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,16 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/enrollment_match_bench.py
 	$(BIN)/python bench/rules_bench.py
 	$(BIN)/python bench/redemption_bench.py
+
+## screenshots: walk every role's main path on a fresh demo town in headless Chromium; copy the shots README.md shows to docs/screenshots/
+# CI=true: without Chromium the journey fails instead of skipping, so no stale screenshot is copied.
+SHOTS := tests/e2e/screenshots
+screenshots: $(VENV)/.installed-dev
+	rm -f $(SHOTS)/journey-*.png
+	CI=true $(BIN)/python -m pytest -q tests/e2e/test_journey.py
+	mkdir -p docs/screenshots
+	rm -f docs/screenshots/journey-*.png
+	cp $(SHOTS)/journey-*.png docs/screenshots/
 
 ## messages: extract the pages' texts (babel.cfg) into messages.pot and merge them into the es and en catalogs
 LOCALE := src/civicard/adapters/web/locale
