@@ -136,7 +136,7 @@ def _who(
 ) -> str:
     """A person reads 'Tienda La Esquina (vendor)', not a terminal id; staff by their display name.
     A sale without PIN says so, since the holder did not type it."""
-    if actor == me:
+    if actor == me or (role == "resident" and actor.startswith("card:")):  # signing in with their own card
         return gettext("Usted")
     outlet = outlets.get(actor) if role == "vendor" else None
     if outlet is not None:
