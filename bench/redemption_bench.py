@@ -737,8 +737,9 @@ Reference in the same run: pgbench TPC-B scale 10, 16 clients, 2 threads: **{tps
 Best: {best.workers} workers, **{best.rate:,.0f} redemptions/s = {ratio:.2f} × pgbench** (target ≥ {TARGET_RATIO}
 {verdict_rate}), **p99 {best.p99_ms:.1f} ms** (target ≤ {TARGET_P99_MS:.0f} ms {verdict_p99}). Ledger: every 201 is
 a sale; the few sales beyond the 201s are the requests still in flight when wrk stopped (≤ {CONNECTIONS}).
-CPU per sale (from /proc; little affected by what else ran): {best.server_ms_per_sale:.1f} ms in the uvicorn
-workers (their access-log integrator threads included) + {best.postgres_ms_per_sale:.1f} ms in PostgreSQL backends,
+CPU per sale (from /proc; it rises when other work contends for the cores):
+{best.server_ms_per_sale:.1f} ms in the uvicorn workers (their access-log integrator threads included)
++ {best.postgres_ms_per_sale:.1f} ms in PostgreSQL backends,
 so with the {cores} cores to itself this design would top out near {ceiling:,.0f} redemptions/s (wrk and the
 OS not counted).
 
