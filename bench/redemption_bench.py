@@ -739,7 +739,7 @@ Best: {best.workers} workers, **{best.rate:,.0f} redemptions/s = {ratio:.2f} × 
 a sale; the few sales beyond the 201s are the requests still in flight when wrk stopped (≤ {CONNECTIONS}).
 CPU per sale (from /proc; it rises when other work contends for the cores):
 {best.server_ms_per_sale:.1f} ms in the uvicorn workers (their access-log integrator threads included)
-+ {best.postgres_ms_per_sale:.1f} ms in PostgreSQL backends,
+plus {best.postgres_ms_per_sale:.1f} ms in PostgreSQL backends,
 so with the {cores} cores to itself this design would top out near {ceiling:,.0f} redemptions/s (wrk and the
 OS not counted).
 
