@@ -12,8 +12,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from civicard.adapters.db import tables as t
+from civicard.adapters.db.approval_store import SqlApprovalUnitOfWork
 from civicard.adapters.db.card_store import PublishedCardMaterial, SqlCardUnitOfWork
 from civicard.adapters.db.uow import SqlUnitOfWork
+from civicard.governance import approvals
+from civicard.governance.approvals import FOUR_EYES
+from civicard.governance.kinds import KINDS, request_pin_unlock
 from civicard.identity.cards import (
     CardKeys,
     CardPolicy,
@@ -189,7 +193,7 @@ def test_three_wrong_pins_end_the_transaction_even_if_the_fourth_is_right(
         assert uow.cards.pin(uow.cards.by_handle(handle).id).counter.consecutive_failures == 0  # type: ignore[union-attr]
 
 
-def test_five_wrong_pins_in_a_row_lock_the_card_until_a_registrar_resets_it(
+def test_five_wrong_pins_in_a_row_lock_the_card_until_a_second_person_approves_clearing_it(
     engine: Engine, clock: Clock, card_uow: CardUow
 ) -> None:
     handle = _issue(card_uow, _enroll(engine, clock)).card.handle
@@ -201,6 +205,27 @@ def test_five_wrong_pins_in_a_row_lock_the_card_until_a_registrar_resets_it(
     with card_uow() as uow:
         outcome = attempt_card_pin(uow, KEYS, handle, PIN, 0)
     assert (outcome.accepted, outcome.code) == (False, "pin_locked")
+    with card_uow() as uow:  # one registrar alone cannot lift the lock
+        assert _code(lambda: reset_card_pin(uow, KEYS, handle, OTHER_PIN)) == "pin_reset_needs_approval"
+    with SqlApprovalUnitOfWork(engine, AccessContext(REGISTRAR, FOUR_EYES), clock) as uow:
+        asked = request_pin_unlock(uow, handle, "holder forgot the PIN; ID checked at the desk")
+    second = Actor("registrar-beto", "registrar")
+    with SqlApprovalUnitOfWork(engine, AccessContext(second, FOUR_EYES), clock) as uow:
+        assert approvals.approve(uow, KINDS, asked.id).outcome == "pin_cleared"
+    with card_uow() as uow:
+        assert _code(lambda: attempt_card_pin(uow, KEYS, handle, PIN, 0)) == "pin_not_set"
+    with card_uow() as uow:  # the holder chooses a new PIN at the desk, as at pickup
+        set_card_pin(uow, KEYS, handle, OTHER_PIN)
+    with card_uow() as uow:
+        assert attempt_card_pin(uow, KEYS, handle, OTHER_PIN, 0).code == "pin_ok"
+
+
+def test_a_pin_that_is_not_locked_is_changed_at_the_desk_without_approval(
+    engine: Engine, clock: Clock, card_uow: CardUow
+) -> None:
+    handle = _issue(card_uow, _enroll(engine, clock)).card.handle
+    with card_uow() as uow:
+        assert attempt_card_pin(uow, KEYS, handle, WRONG_PIN, 0).code == "pin_wrong"
     with card_uow() as uow:
         reset_card_pin(uow, KEYS, handle, OTHER_PIN)
     with card_uow() as uow:

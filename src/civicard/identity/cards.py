@@ -154,6 +154,7 @@ class CardTransfer:
 class CardStore(Protocol):
     def add(self, card: Card) -> None: ...
     def by_handle(self, handle: str, for_update: bool = False) -> Card | None: ...
+    def by_id(self, card_id: str, for_update: bool = False) -> Card | None: ...
     def current_of_person(self, person_id: str) -> Card | None: ...
     def slot_taken(self, index: int) -> bool: ...
     def save_status(self, card: Card) -> None: ...
@@ -161,6 +162,10 @@ class CardStore(Protocol):
     def pin(self, card_id: str, for_update: bool = False) -> StoredPin | None: ...
     def save_pin(self, card_id: str, pin_hash: str, at: datetime, by: str) -> None: ...
     def save_pin_counter(self, card_id: str, counter: PinCounter) -> None: ...
+    def clear_pin(self, card_id: str) -> None:
+        """Forget the card's PIN (hash and counter): the card is as if none had been set."""
+        ...
+
     def latest_status_list(self, for_update: bool = False) -> PublishedStatusList | None: ...
     def add_status_list(self, published: PublishedStatusList) -> None: ...
 
@@ -326,12 +331,55 @@ def set_card_pin(uow: CardUnitOfWork, keys: CardKeys, handle: str, pin: str) -> 
 
 
 def reset_card_pin(uow: CardUnitOfWork, keys: CardKeys, handle: str, new_pin: str) -> None:
-    """A registrar's in-person reset: a new PIN and the lock lifted, in one step."""
+    """A registrar's in-person change of a PIN that is not locked.
+
+    A locked PIN is refused (`pin_reset_needs_approval`): a lock means someone tried five wrong
+    PINs, so unlocking takes a second person. The registrar asks (four-eyes kind `pin_reset`,
+    governance/kinds.py); a second registrar or reviewer approves, which clears the PIN
+    (`clear_locked_pin`); the holder then chooses a new one at the desk (`set_card_pin`).
+    """
     _require_card_service(uow)
     card = _require_card(uow, handle, for_update=True)
+    stored = uow.cards.pin(card.id, for_update=True)
+    if stored is not None and stored.counter.locked:
+        raise Forbidden(
+            "pin_reset_needs_approval",
+            "This PIN is locked: ask a second registrar or reviewer to approve unlocking it, "
+            "then the holder chooses a new PIN.",
+        )
     _store_pin(uow, keys, card, _require_person(uow, card.person_id), new_pin)
     _log(uow, card.person_id, "card.pin_reset", card)
     uow.commit()
+
+
+def locked_pin_card(uow: CardUnitOfWork, handle: str) -> Card:
+    """The card behind `handle` if its PIN is locked: what a registrar names when asking for a
+    second person's approval to unlock it. Runs under the caller's purpose (`four_eyes`)."""
+    return _require_locked_pin(uow, _require_card(uow, handle))
+
+
+def card_with_locked_pin(uow: CardUnitOfWork, card_id: str, for_update: bool = False) -> Card:
+    """Like `locked_pin_card`, by the card's id (what a `pin_reset` request stores)."""
+    card = uow.cards.by_id(card_id, for_update) if is_id(card_id) else None
+    if card is None:
+        raise NotFound("unknown_card", "No card with this id.")
+    return _require_locked_pin(uow, card, for_update)
+
+
+def clear_locked_pin(uow: CardUnitOfWork, card_id: str, approval_id: str) -> Card:
+    """Inside the approver's transaction (no commit): forget the card's locked PIN.
+
+    The card is then as at pickup, without a PIN: the holder chooses a new one at a registrar's
+    desk (`set_card_pin`) and until then PIN use is refused (`pin_not_set`). Clearing rather than
+    unlocking gives nobody five fresh guesses at the old PIN, and no PIN or hash ever travels
+    through the approval request.
+    """
+    card = card_with_locked_pin(uow, card_id, for_update=True)
+    uow.cards.clear_pin(card.id)
+    detail = f"card.pin_cleared card={card.id} approval={approval_id}"
+    # No category: the PIN is a credential, not a fact about the holder (a PIN check logs none either).
+    record_change(uow.access_log, uow.context, [Subject.person(card.person_id)], [], detail, uow.clock.now())
+    return card
 
 
 def attempt_card_pin(uow: CardUnitOfWork, keys: CardKeys, handle: str, pin: str, tries_used: int) -> PinOutcome:
@@ -475,6 +523,15 @@ def _require_issuable(person: Person) -> Person:
     if person.record_status == "merged":
         raise Conflict("person_merged", f"This record was merged into '{person.merged_into}'; use that record.")
     return person
+
+
+def _require_locked_pin(uow: CardUnitOfWork, card: Card, for_update: bool = False) -> Card:
+    if card.status == "revoked":
+        raise Conflict("card_revoked", "This card is revoked; issue a new card instead of unlocking its PIN.")
+    stored = uow.cards.pin(card.id, for_update)
+    if stored is None or not stored.counter.locked:
+        raise Conflict("pin_not_locked", "This card's PIN is not locked; a registrar changes it at the desk.")
+    return card
 
 
 def _require_card(uow: CardUnitOfWork, handle: str, for_update: bool = False) -> Card:

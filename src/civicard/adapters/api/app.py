@@ -12,6 +12,7 @@ from sqlalchemy import text
 from civicard import __version__
 from civicard.adapters.api.access import App
 from civicard.adapters.api.appeal_routes import router as appeal_router
+from civicard.adapters.api.approval_routes import router as approval_router
 from civicard.adapters.api.card_routes import router as card_router
 from civicard.adapters.api.dedup_routes import router as dedup_router
 from civicard.adapters.api.fallback_routes import router as fallback_router
@@ -71,6 +72,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(card_router)
     app.include_router(dedup_router)
     app.include_router(appeal_router)
+    app.include_router(approval_router)
     app.include_router(program_router)
     app.include_router(offline_router)
     app.include_router(settlement_router)

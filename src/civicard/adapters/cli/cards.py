@@ -1,4 +1,5 @@
-"""`civicard cards …`: issue, print, revoke, suspend, reinstate, reset PINs, verify, publish keys and the list.
+"""`civicard cards …`: issue, print, revoke, suspend, reinstate, set PINs, ask to unlock a locked PIN,
+verify, publish keys and the list.
 
 Exit codes: 0 success (for `verify`: the card is valid), 1 refused or invalid (the reason's code is
 printed), 2 usage, and for `verify` 3: valid but degraded (the status list held is stale).
@@ -19,6 +20,7 @@ from rich.console import Console
 from civicard.adapters.cli.users import operator
 from civicard.adapters.db.card_store import PublishedCardMaterial, SqlCardUnitOfWork
 from civicard.bootstrap import Container
+from civicard.governance.kinds import request_pin_unlock
 from civicard.identity.cards import (
     CardKeys,
     issue_card,
@@ -29,7 +31,7 @@ from civicard.identity.cards import (
     revoke_card,
     suspend_card,
 )
-from civicard.identity.credentials import format_handle
+from civicard.identity.credentials import format_handle, parse_handle
 from civicard.identity.terminal_check import CheckResult, OfflineVerifier
 from civicard.transparency.access import AccessContext, Actor
 
@@ -109,10 +111,31 @@ def cards_reinstate(handle: Annotated[str, typer.Argument(help="The card handle.
 
 @cards_app.command("reset-pin")
 def cards_reset_pin(handle: Annotated[str, typer.Argument(help="The card handle.")]) -> None:
-    """In person: set a new PIN (read from stdin) and lift the lock."""
+    """In person: set the holder's new PIN (read from stdin) on a card whose PIN is not locked.
+
+    A locked PIN is refused (pin_reset_needs_approval): ask with `request-unlock`; once another
+    registrar or reviewer approves (`civicard approvals approve`), the PIN is cleared and this
+    command sets the holder's new one.
+    """
     pin = sys.stdin.readline().strip()
     _run(lambda _, uow, keys: reset_card_pin(uow, keys, handle, pin))
-    out.print("PIN reset; the lock is lifted", highlight=False)
+    out.print("PIN set", highlight=False)
+
+
+@cards_app.command("request-unlock")
+def cards_request_unlock(
+    handle: Annotated[str, typer.Argument(help="The card handle.")],
+    by: Annotated[str, typer.Option("--by", help="Username of the registrar asking.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (the approver reads it).")],
+) -> None:
+    """Ask a second registrar or reviewer to unlock a card's locked PIN (it is cleared on approval)."""
+    from civicard.adapters.cli.approvals import as_staff
+    from civicard.adapters.cli.main import container
+
+    with container() as built:
+        asked = as_staff(built, by, lambda uow: request_pin_unlock(uow, handle, reason))
+    out.print(f"requested {asked.id}: unlock the PIN of {format_handle(parse_handle(handle))}", highlight=False)
+    out.print(f"  another registrar or a reviewer approves: civicard approvals approve {asked.id} --by …")
 
 
 @cards_app.command("publish")

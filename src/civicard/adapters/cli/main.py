@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from civicard.adapters.cli.approvals import approvals_app
 from civicard.adapters.cli.audit import audit_app
 from civicard.adapters.cli.backup import backup, restore
 from civicard.adapters.cli.cards import cards_app
@@ -38,6 +39,7 @@ app.add_typer(population_app, name="population")
 app.add_typer(registry_app, name="registry")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.add_typer(approvals_app, name="approvals")
 app.add_typer(audit_app, name="audit")
 app.add_typer(cards_app, name="cards")
 app.add_typer(dedup_app, name="dedup")

@@ -1,4 +1,16 @@
-"""`civicard users …`: create, disable and list staff accounts (exit 0 ok, 1 refused, 2 usage)."""
+"""`civicard users …`: create, disable and list staff accounts, ask for a role change (exit 0 ok,
+1 refused, 2 usage).
+
+Changing an existing account's role needs a second person: `users grant` files a four-eyes
+request (governance/kinds.py `role_grant`) that an oversight account approves with
+`civicard approvals approve`; nothing else changes a role.
+
+Creating an account, whatever its role, stays the operator's bootstrap step (`users create`):
+the first accounts must exist before anyone can approve anything, a new account gives no existing
+person more power (it is a new identity, with its own password and, for program_admin and
+oversight, its own second factor, handed to its holder), and it is recorded (created_by, the OS
+account). Widening what an existing person may do is what four eyes guard.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +24,12 @@ import typer
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from civicard.adapters.db.approval_store import SqlApprovalUnitOfWork, staff_actor
 from civicard.adapters.db.auth_store import AuthStore
 from civicard.bootstrap import Container
+from civicard.governance.approvals import FOUR_EYES
+from civicard.governance.kinds import request_role_grant
+from civicard.transparency.access import AccessContext
 
 users_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
 T = TypeVar("T")
@@ -101,3 +117,26 @@ def users_list() -> None:
         status = "active" if a.active else f"disabled {a.disabled_at:%Y-%m-%d %H:%M}"
         table.add_row(a.username, a.role, a.display_name, status, f"{a.created_at:%Y-%m-%d} by {a.created_by}")
     out.print(table)
+
+
+@users_app.command("grant")
+def users_grant(
+    username: Annotated[str, typer.Argument(help="The existing account whose role changes.")],
+    role: Annotated[StaffRoleName, typer.Argument(help="The role it should get.")],
+    by: Annotated[str, typer.Option("--by", help="Username of the program_admin or oversight account asking.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (the approver reads it).")],
+) -> None:
+    """Ask for an account's role to change; it changes only when another oversight account approves."""
+    from civicard.adapters.cli.main import container, out
+
+    with container() as built:
+
+        def step() -> tuple[str, str]:
+            context = AccessContext(staff_actor(built.engine, by), FOUR_EYES)
+            with SqlApprovalUnitOfWork(built.engine, context, built.clock) as uow:
+                asked = request_role_grant(uow, username, role.value, reason)
+            return asked.id, f"{asked.expires_at:%Y-%m-%d %H:%M} UTC"
+
+        request_id, expires = _run(step)
+    out.print(f"requested {request_id}: {username} → {role.value} (approvable until {expires})", highlight=False)
+    out.print(f"  an oversight account other than yours approves: civicard approvals approve {request_id} --by …")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, exists, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from civicard.adapters.db import tables as t
@@ -61,6 +61,11 @@ class SqlCards:
         row = self.conn.execute(_CARD_BY_HANDLE_LOCKED if for_update else _CARD_BY_HANDLE, {"handle": handle}).first()
         return _card(row) if row else None
 
+    def by_id(self, card_id: str, for_update: bool = False) -> Card | None:
+        query = select(t.cards).where(t.cards.c.id == card_id)
+        row = self.conn.execute(query.with_for_update() if for_update else query).first()
+        return _card(row) if row else None
+
     def current_of_person(self, person_id: str) -> Card | None:
         c = t.cards.c
         query = select(t.cards).where(c.person_id == person_id, c.status != "revoked").order_by(c.issued_at.desc())
@@ -97,6 +102,9 @@ class SqlCards:
             .where(t.card_pins.c.card_id == card_id)
             .values(consecutive_failures=counter.consecutive_failures, locked=counter.locked)
         )
+
+    def clear_pin(self, card_id: str) -> None:
+        self.conn.execute(delete(t.card_pins).where(t.card_pins.c.card_id == card_id))
 
     def latest_status_list(self, for_update: bool = False) -> PublishedStatusList | None:
         query = select(t.status_list_versions).order_by(t.status_list_versions.c.version.desc()).limit(1)

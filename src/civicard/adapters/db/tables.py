@@ -305,6 +305,7 @@ PERSONAL_TABLES: tuple[str, ...] = (
     "entitlements",
     "appeals",
     "correction_requests",
+    "approval_requests",
     "redemptions",
     "ledger_lines",
     "offline_receipts",
@@ -742,4 +743,34 @@ correction_requests = Table(
     Column("answered_at", Timestamp, nullable=True),
     Column("answer_note", Text, nullable=True),
     Index("ix_correction_requests_queue", "status", "filed_at", "id"),
+)
+
+# Four-eyes approvals (governance/approvals.py, migration 0010_approvals): what one account asked
+# for and the second account's decision. The payload is canonical JSON of ids, roles and codes
+# only; at most one request per subject (a card, a staff account) waits at a time.
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("kind", CODE, nullable=False),
+    Column("subject_key", String(80), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("requested_by", String(120), nullable=False),
+    Column("requested_role", CODE, nullable=False),
+    Column("requested_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("decided_by", String(120), nullable=True),
+    Column("decided_role", CODE, nullable=True),
+    Column("decided_at", Timestamp, nullable=True),
+    Column("decision_note", Text, nullable=True),
+    Index("ix_approval_requests_queue", "status", "requested_at", "id"),
+    Index(
+        "uq_approval_requests_pending_subject",
+        "subject_key",
+        unique=True,
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
 )

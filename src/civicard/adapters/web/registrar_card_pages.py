@@ -1,7 +1,13 @@
-"""The registrar's card desk for one household member: set or change the card's PIN, revoke the
-card, replace it (revoke and issue its successor in one transaction, then print), or issue a new
-one. Every action runs in one card unit of work under the `card_service` purpose and calls the
-same services as the CLI; the PIN travels only in the POST body, typed twice, never shown back.
+"""The registrar's card desk for one household member: set or change the card's PIN, ask to unlock
+a locked PIN, revoke the card, replace it (revoke and issue its successor in one transaction,
+then print), or issue a new one. Every action runs in one card unit of work under the
+`card_service` purpose and calls the same services as the CLI; the PIN travels only in the POST
+body, typed twice, never shown back.
+
+A locked PIN is not changed here: the registrar asks for it to be unlocked (four-eyes request
+`pin_reset`, purpose `four_eyes`), another registrar or a reviewer approves it (POST
+/v1/approvals/{id}/approve or `civicard approvals approve`), which clears the PIN, and the holder
+then chooses a new one with this page's PIN form.
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from civicard.adapters.api.access import App
+from civicard.adapters.db.approval_store import SqlApprovalUnitOfWork
 from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.db.card_store import SqlCardUnitOfWork
 from civicard.adapters.web.i18n import N_, gettext, translated, use_request_locale
 from civicard.adapters.web.pages import render, render_error, session_of, staff_context
+from civicard.governance.approvals import FOUR_EYES
+from civicard.governance.kinds import pin_reset_subject, request_pin_unlock
 from civicard.identity.cards import (
     CARD_SERVICE,
     REVOKE_REASONS,
@@ -37,7 +46,8 @@ from civicard.shared.ids import is_id
 router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
 CARD_NOTICES = {
     "pin_set": N_("PIN guardado."),
-    "pin_changed": N_("PIN cambiado; si estaba bloqueado, ya no lo está."),
+    "pin_changed": N_("PIN cambiado."),
+    "unlock_requested": N_("Desbloqueo pedido: otro registrador o un revisor debe aprobarlo."),
     "revoked": N_("Tarjeta revocada: deja de funcionar en todos los terminales."),
     "replaced": N_("Tarjeta reemplazada: la anterior queda revocada. Imprima la nueva."),
     "issued": N_("Tarjeta emitida. Imprímala."),
@@ -61,6 +71,8 @@ ERROR_TEXTS = {
     "pin_too_weak": N_("Ese PIN es fácil de adivinar (cifras repetidas o seguidas, o la fecha de nacimiento)."),
     "pin_mismatch": N_("Los dos PIN no coinciden; el titular debe escribir el mismo PIN dos veces."),
     "pin_already_set": N_("La tarjeta ya tiene un PIN."),
+    "pin_reset_needs_approval": N_("El PIN está bloqueado: pida el desbloqueo a otro registrador o a un revisor."),
+    "approval_already_pending": N_("Ya hay un pedido de desbloqueo esperando aprobación."),
     "card_changed": N_("La tarjeta cambió mientras tanto; revise la página de nuevo."),
     "card_exists": N_("La persona ya tiene una tarjeta: reemplácela en lugar de emitir otra."),
     "card_revoked": N_("La tarjeta ya está revocada."),
@@ -70,7 +82,7 @@ ERROR_TEXTS = {
     "person_held_for_review": N_("La inscripción espera una revisión de duplicados; emita la tarjeta después."),
     "not_a_member": N_("Esa persona no es miembro actual de este hogar."),
 }
-CardAction = Callable[[SqlCardUnitOfWork, Card | None], str]
+CardAction = Callable[[SqlApprovalUnitOfWork, Card | None], str]
 
 
 @router.get("/registrar/households/{household_id}/members/{person_id}/card", response_model=None)
@@ -95,7 +107,8 @@ def set_pin_page(
     pin_again: Annotated[str, Form(max_length=64)] = "",
     csrf_token: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    """Set the card's first PIN, or change it (which also lifts a lock), as the holder types it twice."""
+    """Set the card's first PIN (also after an approved unlock cleared it), or change one that is not
+    locked, as the holder types it twice."""
 
     def action(uow: SqlCardUnitOfWork, card: Card | None) -> str:
         card = _existing(card)
@@ -107,6 +120,25 @@ def set_pin_page(
         return "pin_changed"
 
     return _card_action(request, app, household_id, person_id, csrf_token, card_id, action)
+
+
+@router.post("/registrar/households/{household_id}/members/{person_id}/card/pin-unlock", response_model=None)
+def request_unlock_page(
+    request: Request,
+    app: App,
+    household_id: str,
+    person_id: str,
+    card_id: Annotated[str, Form(max_length=32)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    csrf_token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """Ask a second registrar or a reviewer to unlock the card's locked PIN (four-eyes `pin_reset`)."""
+
+    def action(uow: SqlApprovalUnitOfWork, card: Card | None) -> str:
+        request_pin_unlock(uow, _existing(card).handle, reason)
+        return "unlock_requested"
+
+    return _card_action(request, app, household_id, person_id, csrf_token, card_id, action, FOUR_EYES)
 
 
 @router.post("/registrar/households/{household_id}/members/{person_id}/card/revoke", response_model=None)
@@ -181,15 +213,17 @@ def _card_action(
     csrf_token: str,
     card_id: str,
     action: CardAction,
+    purpose: str = CARD_SERVICE,
 ) -> Response:
-    """One card-service unit of work: the member's current card must be the one the form showed
-    (`card_id`, or none for an issue); `action` calls the service and names the notice to show."""
+    """One unit of work under `purpose` (card_service; four_eyes to ask for an unlock): the member's
+    current card must be the one the form showed (`card_id`, or none for an issue); `action` calls
+    the service and names the notice to show."""
     session = session_of(request, app)
     if session is None:
         return _to_sign_in()
     try:
         _require_csrf(session, csrf_token)
-        with SqlCardUnitOfWork(app.engine, staff_context(session, CARD_SERVICE), app.clock) as uow:
+        with SqlApprovalUnitOfWork(app.engine, staff_context(session, purpose), app.clock) as uow:
             membership = uow.memberships.current_of_person(person_id) if is_id(person_id) else None
             if membership is None or membership.household_id != household_id:
                 raise NotFound("not_a_member", "This person is not a current member of the household.")
@@ -222,12 +256,13 @@ def _card(
         **page,
     }
     try:
-        with SqlCardUnitOfWork(app.engine, staff_context(session, CARD_SERVICE), app.clock) as uow:
+        with SqlApprovalUnitOfWork(app.engine, staff_context(session, CARD_SERVICE), app.clock) as uow:
             record = lookup.get_person(uow, person_id)
             if record.membership is None or record.membership.household_id != household_id:
                 raise NotFound("not_a_member", "This person is not a current member of the household.")
             card = uow.cards.current_of_person(person_id)
             stored = uow.cards.pin(card.id) if card else None
+            asked = uow.approvals.pending_for_subject(pin_reset_subject(card.id)) if card else None
     except DomainError as exc:
         return render_error(request, "registrar_card.html", _clear(error or exc), person=None, **context)
     pin_state = "none" if stored is None else "locked" if stored.counter.locked else "set"
@@ -236,6 +271,8 @@ def _card(
         "card": card,
         "handle": format_handle(card.handle) if card else "",
         "pin_state": pin_state,
+        # A pending unlock request past its expiry can no longer be approved: ask again.
+        "unlock_request": asked if asked and not asked.expired(app.clock.now()) else None,
     }
     if error is not None:
         return render_error(request, "registrar_card.html", _clear(error), **context)

@@ -1,0 +1,1 @@
+"""Governance: actions one staff member may not take alone (four-eyes approvals)."""

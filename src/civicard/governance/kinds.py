@@ -1,0 +1,208 @@
+"""The actions that need a second person, and how each is asked for, checked, executed and shown.
+
+    role_grant        asked by program_admin or oversight, approved by oversight: the account's
+                      role changes and its open sessions end (they act in the old role).
+    pin_reset         asked by a registrar, approved by another registrar or a reviewer: the
+                      locked PIN is cleared; the holder chooses a new one at the desk.
+    person_merge      registered, not yet wired: a reviewer's "same" still merges at once.
+    rule_publication  decided in the program register (programs/publishing.py: propose, approve).
+    key_rotation      not yet available (no command yet).
+    bulk_export       not yet available (no command yet).
+
+A role grant is about a staff account, not a resident, so its log entries have no subject; a PIN
+reset is logged for the card holder. Neither touches a registry data category (purpose
+`four_eyes` has none): a PIN is a credential, logged like a PIN check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from civicard.governance import approvals
+from civicard.governance.approvals import (
+    ApprovalKind,
+    ApprovalRequest,
+    ApprovalUnitOfWork,
+    KindRegistry,
+    Payload,
+)
+from civicard.identity.cards import CardUnitOfWork, card_with_locked_pin, clear_locked_pin, locked_pin_card
+from civicard.identity.staff import check_staff_role, role_needs_totp
+from civicard.shared.errors import Conflict, InvalidInput, NotFound
+from civicard.shared.ids import is_id
+from civicard.transparency.access import Subject
+
+ROLE_GRANT, PIN_RESET = "role_grant", "pin_reset"
+PERSON_MERGE, RULE_PUBLICATION, KEY_ROTATION, BULK_EXPORT = (
+    "person_merge",
+    "rule_publication",
+    "key_rotation",
+    "bulk_export",
+)
+PERSON_MERGE_PENDING = (
+    "Merges do not go through four-eyes approval yet: a reviewer's 'same' decision still merges at once "
+    "(dedup/review.py decide)."
+)
+
+
+@dataclass(frozen=True)
+class StaffRecord:
+    """A staff account as a role grant needs it (never its password hash or TOTP secret)."""
+
+    id: str
+    username: str
+    role: str
+    active: bool
+    second_factor: bool  # a TOTP secret is enrolled
+
+
+class StaffDirectory(Protocol):
+    def by_username(self, username: str) -> StaffRecord | None: ...
+    def get(self, account_id: str, for_update: bool = False) -> StaffRecord | None: ...
+    def change_role(self, account_id: str, role: str, at: datetime) -> None:
+        """Set the role and end the account's open sessions (they act in the old role)."""
+        ...
+
+
+class GovernedUnitOfWork(ApprovalUnitOfWork, CardUnitOfWork, Protocol):
+    """What executing today's kinds needs: approvals, cards and staff accounts in one transaction."""
+
+    @property
+    def staff(self) -> StaffDirectory: ...
+
+
+class RoleGrant(ApprovalKind[GovernedUnitOfWork]):
+    """Give an existing staff account another role (each account has exactly one)."""
+
+    def check(self, uow: GovernedUnitOfWork, payload: Payload) -> None:
+        account_id = payload["account_id"]
+        _grantable(uow.staff.get(account_id) if is_id(account_id) else None, payload)
+
+    def subject_key(self, payload: Payload) -> str:
+        return f"account:{payload['account_id']}"
+
+    def parties(self, payload: Payload) -> frozenset[str]:
+        return frozenset({payload["account_id"]})
+
+    def describe(self, payload: Payload) -> str:
+        return f"Change staff account {payload['account_id']} from {payload['from_role']} to {payload['to_role']}"
+
+    def execute(self, uow: GovernedUnitOfWork, request: ApprovalRequest) -> str:
+        payload = request.data
+        account = _grantable(uow.staff.get(payload["account_id"], for_update=True), payload)
+        uow.staff.change_role(account.id, payload["to_role"], uow.clock.now())
+        return f"account={account.id} role={payload['from_role']}->{payload['to_role']}"
+
+
+class PinReset(ApprovalKind[GovernedUnitOfWork]):
+    """Unlock a card PIN locked after five wrong attempts, by clearing it (identity/cards.py)."""
+
+    def check(self, uow: GovernedUnitOfWork, payload: Payload) -> None:
+        card_with_locked_pin(uow, payload["card_id"])
+
+    def subject_key(self, payload: Payload) -> str:
+        return pin_reset_subject(payload["card_id"])
+
+    def subjects(self, uow: GovernedUnitOfWork, payload: Payload) -> list[Subject]:
+        card = uow.cards.by_id(payload["card_id"])
+        return [Subject.person(card.person_id)] if card else []
+
+    def describe(self, payload: Payload) -> str:
+        return f"Unlock the locked PIN of card {payload['card_id']}: it is cleared and the holder chooses a new one"
+
+    def execute(self, uow: GovernedUnitOfWork, request: ApprovalRequest) -> str:
+        clear_locked_pin(uow, request.data["card_id"], request.id)
+        return "pin_cleared"
+
+
+KINDS: KindRegistry[GovernedUnitOfWork] = KindRegistry(
+    [
+        RoleGrant(
+            ROLE_GRANT,
+            "Grant or change a staff account's role",
+            requesters=frozenset({"program_admin", "oversight"}),
+            approvers=frozenset({"oversight"}),
+            fields=("account_id", "from_role", "to_role"),
+            lifetime=timedelta(days=3),
+        ),
+        PinReset(
+            PIN_RESET,
+            "Unlock a card PIN locked after wrong attempts",
+            requesters=frozenset({"registrar"}),
+            approvers=frozenset({"registrar", "reviewer"}),
+            fields=("card_id",),
+            lifetime=timedelta(days=2),
+        ),
+        ApprovalKind(
+            PERSON_MERGE,
+            "Merge two records of one person",
+            requesters=frozenset({"reviewer"}),
+            approvers=frozenset({"reviewer", "oversight"}),
+            fields=("candidate_id", "survivor_id"),
+            unavailable=PERSON_MERGE_PENDING,
+        ),
+        ApprovalKind(
+            RULE_PUBLICATION,
+            "Publish a program rule version",
+            requesters=frozenset({"program_admin"}),
+            approvers=frozenset({"program_admin"}),
+            unavailable="Rule versions are approved in the program register: one program administrator proposes, "
+            "another approves (civicard programs propose / approve); `civicard approvals list` shows those waiting.",
+        ),
+        ApprovalKind(
+            KEY_ROTATION,
+            "Rotate a signing or root key",
+            requesters=frozenset({"oversight"}),
+            approvers=frozenset({"oversight"}),
+            unavailable="Not yet available: civicard has no key-rotation command yet; it will ask here.",
+        ),
+        ApprovalKind(
+            BULK_EXPORT,
+            "Export personal data in bulk",
+            requesters=frozenset({"program_admin", "oversight"}),
+            approvers=frozenset({"oversight"}),
+            unavailable="Not yet available: civicard has no bulk export of personal data yet; it will ask here.",
+        ),
+    ]
+)
+
+
+def request_role_grant(uow: GovernedUnitOfWork, username: str, role: str, reason: str) -> ApprovalRequest:
+    """Ask for an existing account to get `role`; an oversight account other than the two approves."""
+    account = uow.staff.by_username(username)
+    if account is None:
+        raise NotFound("account_not_found", f"There is no staff account '{username}'.")
+    payload = {"account_id": account.id, "from_role": account.role, "to_role": role}
+    return approvals.request(uow, KINDS, ROLE_GRANT, payload, reason)
+
+
+def request_pin_unlock(uow: GovernedUnitOfWork, handle: str, reason: str) -> ApprovalRequest:
+    """Ask for the locked PIN of the card `handle` to be cleared; a second registrar or reviewer approves."""
+    card = locked_pin_card(uow, handle)
+    return approvals.request(uow, KINDS, PIN_RESET, {"card_id": card.id}, reason)
+
+
+def pin_reset_subject(card_id: str) -> str:
+    """The subject key of a card's `pin_reset` request (to find the one pending, if any)."""
+    return f"card:{card_id}"
+
+
+def _grantable(account: StaffRecord | None, payload: Payload) -> StaffRecord:
+    if account is None:
+        raise NotFound("account_not_found", "There is no such staff account.")
+    if not account.active:
+        raise Conflict("account_disabled", f"The account '{account.username}' is disabled.")
+    role = check_staff_role(payload["to_role"])
+    if account.role != payload["from_role"]:
+        raise Conflict("role_changed", f"The account '{account.username}' is now a {account.role}; ask again.")
+    if role == account.role:
+        raise InvalidInput("same_role", f"The account '{account.username}' already has the role {role}.")
+    if role_needs_totp(role) and not account.second_factor:
+        raise Conflict(
+            "second_factor_missing",
+            f"A {role} signs in with a second factor, which '{account.username}' has not enrolled; "
+            "create a new account for this role (civicard users create), which enrols one.",
+        )
+    return account
