@@ -9,7 +9,7 @@ returned. If the append fails, the transaction fails and nothing is released.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import Protocol
@@ -73,6 +73,13 @@ class PurposePolicy:
     roles: dict[str, frozenset[str]]
     read_only: frozenset[str] = frozenset()
     self_only: frozenset[str] = frozenset()
+    descriptions_es: dict[str, str] = field(default_factory=dict)
+
+    def described(self, locale: str) -> dict[str, str]:
+        """Purpose → what it is for, in Spanish ("es") or English (anything else)."""
+        if locale == "es":
+            return {p: self.descriptions_es.get(p, text) for p, text in self.descriptions.items()}
+        return dict(self.descriptions)
 
     def check(self, context: AccessContext) -> frozenset[str]:
         """The categories `context` may touch; refuses an unknown role or a purpose the role lacks."""
@@ -110,6 +117,7 @@ def purpose_policy() -> PurposePolicy:
         roles={r: frozenset(ps) for r, ps in raw["roles"].items()},
         read_only=frozenset(p for p, v in raw["purposes"].items() if not v.get("writes", True)),
         self_only=frozenset(p for p, v in raw["purposes"].items() if v.get("scope") == "self"),
+        descriptions_es={p: v["description_es"] for p, v in raw["purposes"].items() if "description_es" in v},
     )
 
 

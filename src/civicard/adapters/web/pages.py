@@ -87,7 +87,8 @@ def staff_context(session: ActiveSession, purpose: str) -> AccessContext:
 
 def _purposes(session: ActiveSession) -> dict[str, str]:
     policy = purpose_policy()
-    return {p: policy.descriptions[p] for p in sorted(policy.roles.get(session.principal.role, ()))}
+    described = policy.described(i18n.current_locale())
+    return {p: described[p] for p in sorted(policy.roles.get(session.principal.role, ()))}
 
 
 def _to_sign_in() -> RedirectResponse:

@@ -22,7 +22,7 @@ from civicard.adapters.db import log_store
 from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.db.fallback_store import TerminalOutlet, terminal_outlets
 from civicard.adapters.db.resident_store import SqlResidentUnitOfWork
-from civicard.adapters.web.i18n import N_, gettext, localized, translated, use_request_locale
+from civicard.adapters.web.i18n import N_, current_locale, gettext, localized, translated, use_request_locale
 from civicard.adapters.web.pages import render, render_error, session_of, with_session_cookie
 from civicard.distribution.household_ledger import my_benefits
 from civicard.identity.staff import StaffAccount
@@ -122,7 +122,7 @@ def my_log(request: Request, app: App) -> Response:
         rows=rows,
         verification=verification,
         checkpoint=log.checkpoint,
-        purposes=purpose_policy().descriptions,
+        purposes=purpose_policy().described(current_locale()),
     )
 
 
