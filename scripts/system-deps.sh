@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite and benches need when missing: Chromium (browser
 # tests), PostgreSQL's server binaries (initdb/pg_ctl for the restart test; pgbench for the
-# redemption bench) and wrk (the redemption bench's load generator).
+# redemption bench), wrk (the redemption bench's load generator) and nginx (the TLS proxy test
+# runs its own /usr/sbin/nginx with deploy/nginx.conf on loopback; the packaged service is not used).
 # Needs root and apt-get; elsewhere it says what to install and exits non-zero.
 set -euo pipefail
 missing=()
@@ -10,6 +11,7 @@ fc-list 2>/dev/null | grep -qi dejavu || missing+=(fonts-dejavu-core)
 # Debian's postgresql-NN package holds initdb, pg_ctl and pgbench.
 { ls /usr/lib/postgresql/*/bin/initdb && command -v pgbench; } >/dev/null 2>&1 || missing+=(postgresql)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "Please install: ${missing[*]} (Debian packages)" >&2
