@@ -17,13 +17,12 @@ from fastapi.responses import RedirectResponse, Response
 from civicard.adapters.api.access import App
 from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.web.i18n import N_, gettext, translated, use_request_locale
-from civicard.adapters.web.pages import render, render_error, session_of, staff_context
-from civicard.identity.sessions import csrf_matches
+from civicard.adapters.web.pages import render, render_error, require_csrf, session_of, staff_context
 from civicard.programs import appeals
 from civicard.registry import recording
 from civicard.registry.facts import FACT_KINDS
 from civicard.registry.vocabulary import vocabulary
-from civicard.shared.errors import DomainError, Forbidden, InvalidInput
+from civicard.shared.errors import DomainError, InvalidInput
 from civicard.shared.ids import is_id
 from civicard.transparency.access import AccessContext
 
@@ -46,10 +45,6 @@ DECISION_LABELS = {
     "unknown": N_("sin decidir"),
 }
 
-
-def _require_csrf(session: ActiveSession, token: str) -> None:
-    if not csrf_matches(session.csrf_token, token):
-        raise Forbidden("csrf_failed", gettext("El formulario caducó; recargue la página y vuelva a intentarlo."))
 
 
 def _notices(notice: list[str] | None) -> list[str]:
@@ -103,7 +98,7 @@ def file_appeal_page(
         return RedirectResponse("/me", status_code=303)
     me = session.principal
     try:
-        _require_csrf(session, csrf_token)
+        require_csrf(session, csrf_token)
         with app.uow(AccessContext(me.actor(), appeals.FILING)) as uow:
             appeals.file_appeal(uow, me.id, decision_id, reason)
     except DomainError as exc:  # the form comes back with what was typed
@@ -184,7 +179,7 @@ def decide_appeal_page(
     if session is None:
         return RedirectResponse("/signin", status_code=303)
     try:
-        _require_csrf(session, csrf_token)
+        require_csrf(session, csrf_token)
         with app.uow(staff_context(session, appeals.REVIEW)) as uow:
             decided = appeals.decide_appeal(uow, appeal_id, outcome, note)
     except DomainError as exc:
@@ -202,7 +197,7 @@ async def correct_fact_page(request: Request, app: App, appeal_id: str) -> Respo
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str) and len(v) <= 2000}
     try:
-        _require_csrf(session, fields.get("csrf_token", ""))
+        require_csrf(session, fields.get("csrf_token", ""))
         kind = FACT_KINDS.get(fields.get("kind", ""))
         version_id = fields.get("version_id", "")
         if kind is None or not is_id(version_id):

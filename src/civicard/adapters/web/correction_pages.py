@@ -16,12 +16,11 @@ from civicard.adapters.api.access import App
 from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.db.resident_store import SqlResidentUnitOfWork
 from civicard.adapters.web.i18n import N_, gettext, translated, use_request_locale
-from civicard.adapters.web.pages import render, render_error, session_of, staff_context
+from civicard.adapters.web.pages import render, render_error, require_csrf, session_of, staff_context
 from civicard.adapters.web.resident_pages import resident_session
-from civicard.identity.sessions import csrf_matches
 from civicard.registry import correction_requests as corrections
 from civicard.registry.allowlist import allow_list
-from civicard.shared.errors import DomainError, Forbidden
+from civicard.shared.errors import DomainError
 from civicard.transparency.access import AccessContext
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
@@ -36,10 +35,6 @@ STATUS_LABELS = {
     "declined": N_("no corregido"),
 }
 
-
-def _require_csrf(session: ActiveSession, token: str) -> None:
-    if not csrf_matches(session.csrf_token, token):
-        raise Forbidden("csrf_failed", gettext("El formulario caducó; recargue la página y vuelva a intentarlo."))
 
 
 def _notices(notice: list[str] | None) -> list[str]:
@@ -93,7 +88,7 @@ def request_correction_page(
         return RedirectResponse("/me", status_code=303)
     me = session.principal
     try:
-        _require_csrf(session, csrf_token)
+        require_csrf(session, csrf_token)
         with SqlResidentUnitOfWork(app.engine, AccessContext(me.actor(), corrections.FILING), app.clock) as uow:
             corrections.request_correction(uow, me.id, category, details)
     except DomainError as exc:  # the form comes back with what was typed
@@ -158,7 +153,7 @@ def answer_correction_page(
     if session is None:
         return RedirectResponse("/signin", status_code=303)
     try:
-        _require_csrf(session, csrf_token)
+        require_csrf(session, csrf_token)
         with SqlResidentUnitOfWork(app.engine, staff_context(session, corrections.REVIEW), app.clock) as uow:
             corrections.answer_correction(uow, request_id, outcome, note)
     except DomainError as exc:

@@ -29,8 +29,8 @@ from civicard.adapters.api.access import App
 from civicard.adapters.bulk.cycle import CycleReport, run_cycle
 from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.web.i18n import N_, gettext, use_request_locale
-from civicard.adapters.web.pages import render, render_error, session_of
-from civicard.adapters.web.program_pages import program_admin, require_csrf
+from civicard.adapters.web.pages import render, render_error, require_csrf, session_of
+from civicard.adapters.web.program_pages import program_admin
 from civicard.bootstrap import Container
 from civicard.identity.staff import StaffAccount
 from civicard.programs.cycles import period_of, period_start

@@ -79,6 +79,12 @@ def with_session_cookie(request: Request, response: Response, signed: SignedIn) 
     return response
 
 
+def require_csrf(session: ActiveSession, token: str) -> None:
+    """A form posted with the session's cookie must echo its CSRF token."""
+    if not csrf_matches(session.csrf_token, token):
+        raise Forbidden("csrf_failed", i18n.gettext("El formulario caducó; recargue la página y vuelva a intentarlo."))
+
+
 def staff_context(session: ActiveSession, purpose: str) -> AccessContext:
     if session.principal.kind != "staff":
         raise Forbidden("staff_only", i18n.gettext("Estas páginas son para el personal."))

@@ -28,9 +28,8 @@ from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.db.register_store import RegisteredVersion, SqlProgramRegister
 from civicard.adapters.publication import impact_reader, postgres_connector, publication_uow
 from civicard.adapters.web.i18n import N_, gettext, translated, use_request_locale
-from civicard.adapters.web.pages import render, render_error, session_of
+from civicard.adapters.web.pages import render, render_error, require_csrf, session_of
 from civicard.bootstrap import Container
-from civicard.identity.sessions import csrf_matches
 from civicard.identity.staff import StaffAccount
 from civicard.programs import publishing
 from civicard.programs.rulepack import RulePack
@@ -83,10 +82,6 @@ def program_admin(app: Container, session: ActiveSession) -> StaffAccount:
                 return account
     raise Forbidden("not_program_admin", gettext("Estas páginas son para las personas administradoras de programas."))
 
-
-def require_csrf(session: ActiveSession, token: str) -> None:
-    if not csrf_matches(session.csrf_token, token):
-        raise Forbidden("csrf_failed", gettext("El formulario caducó; recargue la página y vuelva a intentarlo."))
 
 
 def _to_sign_in() -> RedirectResponse:

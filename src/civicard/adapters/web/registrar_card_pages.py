@@ -24,7 +24,7 @@ from civicard.adapters.db.approval_store import SqlApprovalUnitOfWork
 from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.db.card_store import SqlCardUnitOfWork
 from civicard.adapters.web.i18n import N_, gettext, translated, use_request_locale
-from civicard.adapters.web.pages import render, render_error, session_of, staff_context
+from civicard.adapters.web.pages import render, render_error, require_csrf, session_of, staff_context
 from civicard.governance.approvals import FOUR_EYES
 from civicard.governance.kinds import pin_reset_subject, request_pin_unlock
 from civicard.identity.cards import (
@@ -38,9 +38,8 @@ from civicard.identity.cards import (
     set_card_pin,
 )
 from civicard.identity.credentials import format_handle
-from civicard.identity.sessions import csrf_matches
 from civicard.registry import lookup
-from civicard.shared.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from civicard.shared.errors import Conflict, DomainError, InvalidInput, NotFound
 from civicard.shared.ids import is_id
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
@@ -222,7 +221,7 @@ def _card_action(
     if session is None:
         return _to_sign_in()
     try:
-        _require_csrf(session, csrf_token)
+        require_csrf(session, csrf_token)
         with SqlApprovalUnitOfWork(app.engine, staff_context(session, purpose), app.clock) as uow:
             membership = uow.memberships.current_of_person(person_id) if is_id(person_id) else None
             if membership is None or membership.household_id != household_id:
@@ -291,10 +290,6 @@ def _chosen_pin(pin: str, pin_again: str) -> str | None:
         raise InvalidInput("pin_mismatch", "The two PINs differ.")
     return pin or None
 
-
-def _require_csrf(session: ActiveSession, token: str) -> None:
-    if not csrf_matches(session.csrf_token, token):
-        raise Forbidden("csrf_failed", "The form expired; reload the page and try again.")
 
 
 def _clear(exc: DomainError) -> DomainError:

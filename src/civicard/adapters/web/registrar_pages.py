@@ -25,16 +25,15 @@ from civicard.adapters.api.access import App
 from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.db.uow import SqlUnitOfWork
 from civicard.adapters.web.i18n import N_, gettext, localized, use_request_locale
-from civicard.adapters.web.pages import render, render_error, session_of, staff_context
+from civicard.adapters.web.pages import render, render_error, require_csrf, session_of, staff_context
 from civicard.adapters.web.registrar_card_pages import router as card_router
-from civicard.identity.sessions import csrf_matches
 from civicard.programs.reevaluation import reevaluate_household
 from civicard.registry import lookup, recording
 from civicard.registry.allowlist import ColumnSpec
 from civicard.registry.facts import FACT_KINDS, FactKind, fact_kind
 from civicard.registry.model import FactVersion, HouseholdRecord
 from civicard.registry.vocabulary import vocabulary
-from civicard.shared.errors import DomainError, Forbidden, InvalidInput, NotFound
+from civicard.shared.errors import DomainError, InvalidInput, NotFound
 from civicard.shared.ids import is_id
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
@@ -156,7 +155,7 @@ async def record_fact_page(request: Request, app: App, household_id: str) -> Res
         return _to_sign_in()
     typed = await _typed(request)
     try:
-        _require_csrf(session, typed.get("csrf_token", ""))
+        require_csrf(session, typed.get("csrf_token", ""))
         kind = fact_kind(typed.get("kind", ""))
         key = {n: _parsed(kind.column(n), typed.get(f"key_{n}", "")) for n in kind.keys}
         values = {n: _parsed(kind.column(n), typed.get(f"value_{n}", "")) for n in kind.values}
@@ -189,7 +188,7 @@ async def correct_fact_page(request: Request, app: App, household_id: str, kind:
         return _to_sign_in()
     typed = await _typed(request)
     try:
-        _require_csrf(session, typed.get("csrf_token", ""))
+        require_csrf(session, typed.get("csrf_token", ""))
         spec = fact_kind(kind)
         values = {n: _parsed(spec.column(n), typed.get(f"value_{n}", "")) for n in spec.values}
         valid_from = _day(typed.get("valid_from", ""))
@@ -405,10 +404,6 @@ def _to_facts(household_id: str, done: str, redecided: int) -> RedirectResponse:
     query = urlencode({"done": done, "redecided": redecided})
     return RedirectResponse(f"/registrar/households/{quote(household_id, safe='')}/facts?{query}", status_code=303)
 
-
-def _require_csrf(session: ActiveSession, token: str) -> None:
-    if not csrf_matches(session.csrf_token, token):
-        raise Forbidden("csrf_failed", "The form expired; reload the page and try again.")
 
 
 def _clear(exc: DomainError) -> DomainError:

@@ -14,13 +14,12 @@ from civicard.adapters.api.access import App
 from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.db.dedup_store import SqlReviewUnitOfWork
 from civicard.adapters.web.i18n import N_, gettext, localized, use_request_locale
-from civicard.adapters.web.pages import render, render_error, session_of, staff_context
+from civicard.adapters.web.pages import render, render_error, require_csrf, session_of, staff_context
 from civicard.bootstrap import Container
 from civicard.dedup import merging, review
 from civicard.dedup.cases import CANDIDATE_STATUSES, Case, CaseSide
-from civicard.identity.sessions import csrf_matches
 from civicard.registry.vocabulary import vocabulary
-from civicard.shared.errors import DomainError, Forbidden
+from civicard.shared.errors import DomainError
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
 DUPLICATE_REVIEW = "duplicate_review"
@@ -42,10 +41,6 @@ NOTICES = {
 def _uow(app: Container, session: ActiveSession) -> SqlReviewUnitOfWork:
     return SqlReviewUnitOfWork(app.engine, staff_context(session, DUPLICATE_REVIEW), app.clock)
 
-
-def _require_csrf(session: ActiveSession, token: str) -> None:
-    if not csrf_matches(session.csrf_token, token):
-        raise Forbidden("csrf_failed", gettext("El formulario caducó; recargue la página y vuelva a intentarlo."))
 
 
 def _to_sign_in() -> RedirectResponse:
@@ -115,7 +110,7 @@ def decide_page(
     if session is None:
         return _to_sign_in()
     try:
-        _require_csrf(session, csrf_token)
+        require_csrf(session, csrf_token)
         survivor = survivor_id if decision == "same" and survivor_id else None
         with _uow(app, session) as uow:
             decided = review.decide(uow, app.card_keys, candidate_id, decision, note or None, survivor)
@@ -137,7 +132,7 @@ def undo_page(
     if session is None:
         return _to_sign_in()
     try:
-        _require_csrf(session, csrf_token)
+        require_csrf(session, csrf_token)
         with _uow(app, session) as uow:
             undone = merging.undo_merge(uow, merge_id, reason)
     except DomainError as exc:
