@@ -14,6 +14,7 @@ from civicard.programs.cycles import DecisionChange, Proposed, apply, inputs_jso
 from civicard.programs.decisions import decide
 from civicard.programs.engines import Outcome
 from civicard.programs.household_inputs import facts_of_household
+from civicard.registry.facts import FACT_KINDS
 from civicard.registry.lookup import get_household
 
 
@@ -50,3 +51,18 @@ def reevaluate_household(uow: Any, household_id: str, origin: str = "reevaluatio
         made, _ = apply(uow.decisions, period, proposed, origin, None, uow.clock.now(), [household_id])
         changes += made
     return changes
+
+
+def redecide_after_fact(uow: Any, kind: str, subject_id: str) -> int:
+    """After a fact was recorded or corrected: decide its household again in the open periods (its
+    entitlements follow) and commit; how many decisions changed (0 if the person has no household)."""
+    if FACT_KINDS[kind].subject == "household":
+        household_id: str | None = subject_id
+    else:
+        membership = uow.memberships.current_of_person(subject_id)
+        household_id = membership.household_id if membership else None
+    if household_id is None:
+        return 0
+    changes = reevaluate_household(uow, household_id)
+    uow.commit()
+    return len(changes)

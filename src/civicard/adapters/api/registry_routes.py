@@ -29,9 +29,8 @@ from civicard.adapters.api.schemas import (
     PersonSummaryOut,
 )
 from civicard.dedup.model import REVIEW_BAND
-from civicard.programs.reevaluation import reevaluate_household
+from civicard.programs.reevaluation import redecide_after_fact
 from civicard.registry import enrollment, lookup, recording
-from civicard.registry.facts import FACT_KINDS
 from civicard.shared.errors import InvalidInput
 
 router = APIRouter(prefix="/v1", tags=["registry"])
@@ -100,7 +99,7 @@ def correct_person(person_id: str, body: PersonCorrectionIn, app: App, access: A
 def record_person_fact(person_id: str, body: FactIn, app: App, access: Access) -> FactOut:
     with app.uow(access) as uow:
         fact = recording.record_fact(uow, body.kind, person_id, body.key, body.values, body.valid_from, body.reason)
-        redecided = _redecide(uow, fact.kind, fact.subject_id)
+        redecided = redecide_after_fact(uow, fact.kind, fact.subject_id)
     return FactOut.of(fact, redecided)
 
 
@@ -156,7 +155,7 @@ def add_member(household_id: str, body: MemberIn, app: App, access: Access) -> C
 def record_household_fact(household_id: str, body: FactIn, app: App, access: Access) -> FactOut:
     with app.uow(access) as uow:
         fact = recording.record_fact(uow, body.kind, household_id, body.key, body.values, body.valid_from, body.reason)
-        redecided = _redecide(uow, fact.kind, fact.subject_id)
+        redecided = redecide_after_fact(uow, fact.kind, fact.subject_id)
     return FactOut.of(fact, redecided)
 
 
@@ -164,22 +163,8 @@ def record_household_fact(household_id: str, body: FactIn, app: App, access: Acc
 def correct_fact(kind: FactKindName, version_id: str, body: FactCorrectionIn, app: App, access: Access) -> FactOut:
     with app.uow(access) as uow:
         fact = recording.correct_fact(uow, kind, version_id, body.values, body.reason, body.valid_from)
-        redecided = _redecide(uow, fact.kind, fact.subject_id)
+        redecided = redecide_after_fact(uow, fact.kind, fact.subject_id)
     return FactOut.of(fact, redecided)
-
-
-def _redecide(uow: Any, kind: str, subject_id: str) -> int:
-    """Decide the fact's household again in the open periods (its entitlements follow)."""
-    if FACT_KINDS[kind].subject == "household":
-        household_id: str | None = subject_id
-    else:
-        membership = uow.memberships.current_of_person(subject_id)
-        household_id = membership.household_id if membership else None
-    if household_id is None:
-        return 0
-    changes = reevaluate_household(uow, household_id)
-    uow.commit()
-    return len(changes)
 
 
 def _date(value: object) -> date:

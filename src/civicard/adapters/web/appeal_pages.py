@@ -18,6 +18,7 @@ from civicard.adapters.api.access import App
 from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.web.i18n import N_, gettext, translated, use_request_locale
 from civicard.adapters.web.pages import render, render_error, require_csrf, session_of, staff_context
+from civicard.adapters.web.resident_pages import resident_session
 from civicard.programs import appeals
 from civicard.registry import recording
 from civicard.registry.facts import FACT_KINDS
@@ -51,11 +52,6 @@ def _notices(notice: list[str] | None) -> list[str]:
     return [gettext(NOTICES[n]) for n in notice or () if n in NOTICES]
 
 
-def _resident(request: Request, app: App) -> ActiveSession | None:
-    session = session_of(request, app)
-    return session if session is not None and session.principal.kind == "resident" else None
-
-
 # --- the resident -----------------------------------------------------------------------------
 
 
@@ -63,7 +59,7 @@ def _resident(request: Request, app: App) -> ActiveSession | None:
 def my_decisions_page(
     request: Request, app: App, notice: Annotated[list[str] | None, Query(max_length=40)] = None
 ) -> Response:
-    session = _resident(request, app)
+    session = resident_session(request, app)
     if session is None:
         return RedirectResponse("/me", status_code=303)
     return _my_decisions(request, app, session, notices=_notices(notice))
@@ -93,7 +89,7 @@ def file_appeal_page(
     reason: Annotated[str, Form(max_length=20_000)] = "",
     csrf_token: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    session = _resident(request, app)
+    session = resident_session(request, app)
     if session is None:
         return RedirectResponse("/me", status_code=303)
     me = session.principal

@@ -27,7 +27,7 @@ from civicard.adapters.db.uow import SqlUnitOfWork
 from civicard.adapters.web.i18n import N_, gettext, localized, use_request_locale
 from civicard.adapters.web.pages import render, render_error, require_csrf, session_of, staff_context
 from civicard.adapters.web.registrar_card_pages import router as card_router
-from civicard.programs.reevaluation import reevaluate_household
+from civicard.programs.reevaluation import redecide_after_fact
 from civicard.registry import lookup, recording
 from civicard.registry.allowlist import ColumnSpec
 from civicard.registry.facts import FACT_KINDS, FactKind, fact_kind
@@ -166,7 +166,7 @@ async def record_fact_page(request: Request, app: App, household_id: str) -> Res
         with app.uow(staff_context(session, FACT_CORRECTION)) as uow:
             _require_in_household(uow, kind, subject_id, household_id)
             recording.record_fact(uow, kind.name, subject_id, key, values, valid_from, typed.get("reason", ""))
-            redecided = _redecide(uow, household_id)
+            redecided = redecide_after_fact(uow, kind.name, subject_id)
     except DomainError as exc:
         return _facts(request, app, session, household_id, error=exc, typed=typed)
     return _to_facts(household_id, "recorded", redecided)
@@ -198,7 +198,7 @@ async def correct_fact_page(request: Request, app: App, household_id: str, kind:
                 raise NotFound("unknown_fact", "No such fact.")
             _require_in_household(uow, spec, old.subject_id, household_id)
             recording.correct_fact(uow, spec.name, version_id, values, typed.get("reason", ""), valid_from)
-            redecided = _redecide(uow, household_id)
+            redecided = redecide_after_fact(uow, spec.name, old.subject_id)
     except DomainError as exc:
         return _correction(request, app, session, household_id, kind, version_id, error=exc, typed=typed)
     return _to_facts(household_id, "corrected", redecided)
@@ -266,13 +266,6 @@ def _correction(
     if error is not None:
         return render_error(request, "registrar_fact.html", _clear(error), **context)
     return render(request, "registrar_fact.html", **context)
-
-
-def _redecide(uow: SqlUnitOfWork, household_id: str) -> int:
-    """Decide the household again in its open periods (its entitlements follow), as /v1 does."""
-    changes = reevaluate_household(uow, household_id)
-    uow.commit()
-    return len(changes)
 
 
 def _require_in_household(uow: SqlUnitOfWork, kind: FactKind, subject_id: str, household_id: str) -> None:
