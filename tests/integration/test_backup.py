@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 
+from civicard.adapters.api.app import create_app
 from civicard.adapters.backup import (
     Snapshot,
     create_backup,
-    keep_published_checkpoint,
     published_checkpoint_file,
     read_snapshot,
 )
@@ -205,7 +206,9 @@ def test_a_stale_backup_is_refused_and_restored_only_with_an_incident_record(
     old = create_backup(source, stale)
     log_more(source)
     newer = latest_note(source.engine)
-    keep_published_checkpoint(data_dir, newer, source.log_signer.verifier)  # what publishing it does
+    served = TestClient(create_app(source)).get("/v1/log/checkpoint")  # publishing it keeps it
+    assert served.status_code == 200 and served.text == newer
+    assert published_checkpoint_file(data_dir).read_text(encoding="utf-8") == newer
 
     assert refusal(lambda: restore_backup(target, stale, RestoreRequest())) == "stale_log"
     assert snapshot(target.settings.effective_database_url).row_counts == {}

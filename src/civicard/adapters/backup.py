@@ -11,14 +11,17 @@ and neither are the demo terminals' private keys in the data dir: they belong to
 
 The latest published checkpoint is kept in <data dir>/published-checkpoint.note:
 `keep_published_checkpoint` runs with every backup and restore, and should run wherever a
-checkpoint is published (the integrator, `audit checkpoint`), so that a database restored from an
+checkpoint is published (`publish_checkpoint`: GET /v1/log/checkpoint, the transparency page,
+`audit checkpoint`), so that a database restored from an
 older backup cannot carry the newer checkpoint away with it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
+import logging
 import os
 import sqlite3
 import tarfile
@@ -52,6 +55,7 @@ Progress = Callable[[str, int, int], None]
 SQLITE_PART = "database.sqlite3"
 POSTGRES_PART = "database.pgdump"
 PUBLISHED_FILE = "published-checkpoint.note"
+log = logging.getLogger("civicard.backup")
 
 
 def quiet(stage: str, done: int, total: int) -> None:
@@ -218,16 +222,34 @@ def keep_published_checkpoint(data_dir: Path, note: str, key: VerifierKey) -> bo
     """Keep `note` as the latest published checkpoint if it is larger than the one kept (True if so).
 
     Call it wherever a checkpoint is published; the file is public and outside the database, so a
-    restore of an older database cannot carry the newer checkpoint away with it.
+    restore of an older database cannot carry the newer checkpoint away with it. Server workers
+    publish concurrently: a lock file makes compare-and-replace one step, so a smaller checkpoint
+    never overwrites a larger one.
     """
     new = _signed_by_this_log(note, key, "The checkpoint to keep")
     path = published_checkpoint_file(data_dir)
-    if path.exists():
-        kept = _signed_by_this_log(path.read_text(encoding="utf-8"), key, f"The checkpoint kept in {path}")
-        if kept.tree_size >= new.tree_size:
-            return False
-    write_public(path, note)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            kept = _signed_by_this_log(path.read_text(encoding="utf-8"), key, f"The checkpoint kept in {path}")
+            if kept.tree_size >= new.tree_size:
+                return False
+        write_public(path, note)
     return True
+
+
+def publish_checkpoint(built: Container, note: str) -> None:
+    """Keep `note` as published where a server or command hands it out (API, pages, CLI).
+
+    Serving the checkpoint must not fail because the data directory is read-only or the kept file
+    is damaged, so such a failure is logged as an error (the restore check then has less to go
+    on) instead of raised.
+    """
+    try:
+        keep_published_checkpoint(built.settings.data_dir, note, built.log_signer.verifier)
+    except (OSError, Conflict) as exc:
+        log.error("could not keep the published checkpoint in %s: %s", built.settings.data_dir, exc)
 
 
 def _signed_by_this_log(note: str, key: VerifierKey, what: str) -> Checkpoint:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
 from civicard.adapters.api.access import App, Resident
+from civicard.adapters.backup import publish_checkpoint
 from civicard.adapters.db import log_store
 from civicard.shared.errors import NotFound
 from civicard.transparency.access import AccessContext
@@ -30,6 +31,7 @@ def checkpoint(app: App) -> PlainTextResponse:
         latest = log_store.latest_checkpoint(conn)
     if latest is None:
         raise NotFound("no_checkpoint", "The log has no signed checkpoint yet.")
+    publish_checkpoint(app, latest.note)
     return PlainTextResponse(latest.note, media_type="text/plain; charset=utf-8")
 
 

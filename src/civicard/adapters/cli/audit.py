@@ -71,11 +71,14 @@ def integrate() -> None:
 @audit_app.command("checkpoint")
 def checkpoint() -> None:
     """Print the latest signed checkpoint (a C2SP signed note) — what monitors and residents keep."""
+    from civicard.adapters.backup import publish_checkpoint
+
     cli = _cli()
     with cli.container() as built, built.engine.connect() as conn:
         latest = latest_checkpoint(conn)
     if latest is None:
         raise cli.fail("no checkpoint yet (run `civicard audit integrate`)")
+    publish_checkpoint(built, latest.note)
     typer.echo(latest.note, nl=False)
 
 

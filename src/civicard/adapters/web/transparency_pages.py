@@ -21,6 +21,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from civicard.adapters.api.access import App
 from civicard.adapters.api.transparency_routes import read_public_statistics
+from civicard.adapters.backup import publish_checkpoint
 from civicard.adapters.db import log_store
 from civicard.adapters.db.register_store import RegisteredVersion, SqlProgramRegister
 from civicard.adapters.db.settlement_store import SqlSettlementUnitOfWork
@@ -101,6 +102,7 @@ def checkpoint_view(app: App) -> CheckpointView | None:
         latest = log_store.latest_checkpoint(conn)
     if latest is None:
         return None
+    publish_checkpoint(app, latest.note)
     signed = parse_note(latest.note)
     return CheckpointView(
         tree_size=latest.tree_size,
