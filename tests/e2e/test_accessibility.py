@@ -5,7 +5,7 @@ axe-core is the npm package axe-core 4.14.1 (MPL-2.0): `npm pack axe-core`, its 
 unchanged in tests/e2e/vendor/ with its licences. It is a test tool, so it is not under static/.
 It enters each page as a browser-context init script (CDP Page.addScriptToEvaluateOnNewDocument):
 such scripts are not subject to the page's CSP, so no page needs a relaxed policy and the context
-does not need `bypass_csp` — which would also hide the very violations the second test looks for.
+does not need `bypass_csp` — which would also hide the very violations the policy check looks for.
 
 Each page is reached as its user reaches it: signed in with the right role (a session opened
 through the real AuthStore, carried in the HttpOnly cookie), over a town with published rules,
@@ -217,25 +217,17 @@ VISITS = [
 
 
 @pytest.mark.parametrize("visit", VISITS, ids=[v.name for v in VISITS])
-def test_the_page_has_no_serious_or_critical_wcag_21_aa_violation(
+def test_the_page_meets_wcag_21_aa_and_runs_under_the_server_policy(
     chromium: Any, live_server: LiveServer, town: Town, visit: Visit
 ) -> None:
-    with audited_page(chromium, live_server, town, visit) as (page, _):
+    """One visit per page for both checks (a page load is most of a browser test's time)."""
+    with audited_page(chromium, live_server, town, visit) as (page, console):
         visit.go(page, live_server.base_url, town)
+        assert page.evaluate("typeof axe.run") == "function"  # the init scripts did run in this document
         violations = page.evaluate(RUN_AXE, WCAG_21_AA)
+        reported = page.evaluate("window.__policyViolations")
 
     blocking = [v for v in violations if v["impact"] in BLOCKING]
     report = "\n".join(f"{v['impact']} {v['id']}: {v['help']}\n    at {'; '.join(v['targets'])}" for v in blocking)
     assert not blocking, f"{visit.name}:\n{report}"
-
-
-@pytest.mark.parametrize("visit", VISITS, ids=[v.name for v in VISITS])
-def test_the_page_runs_under_the_server_policy_without_a_violation(
-    chromium: Any, live_server: LiveServer, town: Town, visit: Visit
-) -> None:
-    with audited_page(chromium, live_server, town, visit) as (page, console):
-        visit.go(page, live_server.base_url, town)
-        assert page.evaluate("typeof axe.run") == "function"  # the init scripts did run in this document
-        reported = page.evaluate("window.__policyViolations")
-
     assert reported == [] and console == [], f"{visit.name}: {reported} {console}"
