@@ -3,7 +3,9 @@
 A 4–6 digit PIN has at most a million values, so no hash cost protects a leaked table; what
 protects it is a secret pepper (`root_key.derive("identity:pin-pepper")`, never in the database)
 and the attempt limits: 3 tries per transaction, and after 5 wrong PINs in a row (over any
-transactions and terminals) PIN use is locked for the card until a registrar resets it in person.
+transactions and terminals) PIN use is locked for the card until it is unlocked at the desk: a
+registrar asks (`civicard cards request-unlock`), a second registrar or a reviewer approves
+(governance/kinds.py `pin_reset`), which clears the PIN, and the holder chooses a new one in person.
 
 Stored value: "v1$" + hex(HMAC-SHA256(pepper, "civicard-pin-v1" NUL handle NUL pin)). The input is
 the card handle, not the person id: the PIN belongs to the card (locks are per card; a
