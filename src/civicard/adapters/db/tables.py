@@ -774,3 +774,24 @@ approval_requests = Table(
         postgresql_where=text("status = 'pending'"),
     ),
 )
+
+# Cycles started from the program pages (adapters/db/cycle_job_store.py): stage and counts, so any
+# server worker answers the progress poll; `slot` is 'cycle' while one runs (unique: one at a time
+# across workers) and NULL once it has ended. Counts and codes only, no personal data.
+cycle_jobs = Table(
+    "cycle_jobs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("period", PERIOD, nullable=False),
+    Column("started_by", String(120), nullable=False),
+    Column("started_at", Timestamp, nullable=False),
+    Column("slot", String(10), nullable=True, unique=True),
+    Column("stage", String(20), nullable=False),
+    Column("done", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("heartbeat_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp, nullable=True),
+    Column("report", Text, nullable=True),
+    Column("error_code", String(60), nullable=True),
+    Column("error_message", Text, nullable=True),
+)

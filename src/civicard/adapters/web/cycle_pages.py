@@ -1,9 +1,10 @@
 """The cycle pages: the runs recorded, and "run a cycle" for a period with its progress.
 
-A cycle runs in a thread of the server process (one at a time); the page polls its stage and
-percent with htmx every second and shows the report when it is done. The run is one unit of work,
-as on the command line: all of it commits, or nothing does (a failed run leaves no row; the page
-shows why).
+A cycle runs in a thread of the server worker that got the request, one at a time across all
+workers; its stage and outcome are kept in the database (adapters/db/cycle_job_store.py), so the
+page's htmx poll, every second, may reach any worker. The page shows the report when it is done.
+The run is one unit of work, as on the command line: all of it commits, or nothing does (a failed
+run leaves no run row; the page shows why).
 
 Who the access log records. `cycle_run` is a purpose of the `system` role only: a cycle applies
 published rules to every household, with no person's judgement in it, and a program
@@ -17,24 +18,23 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from civicard.adapters.api.access import App
-from civicard.adapters.bulk.cycle import CycleReport, run_cycle
+from civicard.adapters.bulk.cycle import run_cycle
 from civicard.adapters.db.auth_store import ActiveSession
+from civicard.adapters.db.cycle_job_store import HEARTBEAT, CycleJob, CycleSummary, JobError, SqlCycleJobs
 from civicard.adapters.web.i18n import N_, gettext, use_request_locale
 from civicard.adapters.web.pages import render, render_error, require_csrf, session_of
 from civicard.adapters.web.program_pages import program_admin
 from civicard.bootstrap import Container
 from civicard.identity.staff import StaffAccount
 from civicard.programs.cycles import period_of, period_start
-from civicard.shared.errors import Conflict, DomainError, NotFound, Unavailable
+from civicard.shared.errors import Conflict, DomainError, NotFound
 from civicard.shared.ids import new_id
 from civicard.transparency.access import AccessContext, Actor
 
@@ -50,7 +50,6 @@ STAGES = {
     "store": N_("guardando decisiones y derechos"),
     "done": N_("terminado"),
 }
-_STATE_LOCK = threading.Lock()
 
 
 def cycle_actor(account: StaffAccount) -> Actor:
@@ -58,93 +57,77 @@ def cycle_actor(account: StaffAccount) -> Actor:
     return Actor(f"staff:{account.username}", "system")
 
 
-@dataclass
-class CycleJob:
-    """A cycle started from the page: where it is, and its report or error once it ends."""
+def stage_label(job: CycleJob) -> str:
+    """The job's stage in the reader's language."""
+    stage = job.stage[0]
+    return gettext(STAGES[stage]) if stage in STAGES else stage
 
-    id: str
-    period: str
-    started_by: str
-    started_at: datetime
-    stage: tuple[str, int, int] = ("start", 0, 0)  # replaced whole, so a poll never sees half of it
-    report: CycleReport | None = None
-    error: DomainError | None = None
-    finished: bool = False
+
+class _Reporter:
+    """Keeps a running job's latest stage and writes it with the heartbeat from a thread of its own,
+    once a second when it changed and every `HEARTBEAT` regardless. The cycle thread never writes:
+    on SQLite its own transaction holds the write lock while it stores (see cycle_job_store)."""
+
+    def __init__(self, jobs: SqlCycleJobs, job_id: str) -> None:
+        self.jobs, self.job_id = jobs, job_id
+        self.stage: tuple[str, int, int] = ("start", 0, 0)  # replaced whole: the writer never sees half
+        self.stopped = threading.Event()
+        self.writer = threading.Thread(target=self._write, name=f"cycle-progress-{job_id}", daemon=True)
 
     def progress(self, stage: str, done: int, total: int) -> None:
         self.stage = (stage, done, total)
 
-    @property
-    def percent(self) -> int:
-        _, done, total = self.stage
-        return 100 if self.finished else int(100 * done / total) if total else 0
-
-    @property
-    def stage_label(self) -> str:
-        """In the reader's language: the progress fragment reads it while it renders."""
-        stage = self.stage[0]
-        return gettext(STAGES[stage]) if stage in STAGES else stage
-
-
-@dataclass
-class CycleJobs:
-    """The cycles this server process started. One runs at a time: a second would only wait on the
-    first one's transaction, and two runs of one period must not race to supersede decisions."""
-
-    jobs: dict[str, CycleJob] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self, job: CycleJob, work: Callable[[CycleJob], CycleReport]) -> None:
-        with self.lock:
-            running = [j for j in self.jobs.values() if not j.finished]
-            if running:
-                message = gettext("Hay un ciclo de %(period)s en curso; espere a que termine.")
-                raise Conflict("cycle_running", message % {"period": running[0].period})
-            self.jobs[job.id] = job
-        threading.Thread(target=self._run, args=(job, work), name=f"cycle-{job.period}", daemon=True).start()
-
-    def _run(self, job: CycleJob, work: Callable[[CycleJob], CycleReport]) -> None:
-        try:
-            job.report = work(job)
-            job.stage = ("done", 1, 1)
-        except DomainError as exc:
-            job.error = exc
-        except Exception as exc:  # the thread must end the job whatever happened, or the page polls forever
-            log.error("cycle %s failed: %s", job.period, type(exc).__name__)  # no data, no traceback
-            job.error = Unavailable("cycle_failed", "The cycle failed; nothing was stored. The server log says why.")
-        finally:
-            job.finished = True
-
-    def get(self, job_id: str) -> CycleJob | None:
-        return self.jobs.get(job_id)
-
-    def latest(self) -> CycleJob | None:
-        return max(self.jobs.values(), key=lambda j: j.started_at, default=None)
+    def _write(self) -> None:
+        written, at = self.stage, time.monotonic()
+        while not self.stopped.wait(1.0):
+            current = self.stage
+            if current == written and time.monotonic() - at < HEARTBEAT.total_seconds():
+                continue
+            try:
+                self.jobs.progress(self.job_id, *current)
+                written, at = current, time.monotonic()
+            except Exception as exc:  # a lost progress write must not fail the cycle itself
+                log.warning("cycle %s: progress not stored: %s", self.job_id, type(exc).__name__)
 
 
-def cycle_jobs(request: Request) -> CycleJobs:
-    """The application's job list, made on first use (on the app's state: one per server)."""
-    state = request.app.state
-    with _STATE_LOCK:
-        jobs = getattr(state, "cycle_jobs", None)
-        if jobs is None:
-            jobs = state.cycle_jobs = CycleJobs()
-    return jobs
-
-
-def start_cycle(app: Container, jobs: CycleJobs, account: StaffAccount, period: str) -> CycleJob:
+def start_cycle(app: Container, account: StaffAccount, period: str) -> CycleJob:
+    """Claim the one cycle slot for `period` and run the cycle in a thread of this worker."""
     period_start(period)  # a malformed period is refused here, not in the thread
     actor = cycle_actor(account)
     job = CycleJob(new_id(), period, actor.id, app.clock.now())
-
-    def work(job: CycleJob) -> CycleReport:
-        with app.uow(AccessContext(actor, CYCLE_RUN)) as uow:
-            report = run_cycle(uow, period, app.settings.data_dir / "cycles", None, job.progress)
-            uow.commit()
-        return report
-
-    jobs.start(job, work)
+    jobs = SqlCycleJobs(app.engine, app.clock)
+    try:
+        jobs.claim(job)
+    except Conflict:
+        running = jobs.latest()
+        message = gettext("Hay un ciclo de %(period)s en curso; espere a que termine.")
+        raise Conflict("cycle_running", message % {"period": running.period if running else period}) from None
+    threading.Thread(target=_run, args=(app, jobs, job, actor), name=f"cycle-{period}", daemon=True).start()
     return job
+
+
+def _run(app: Container, jobs: SqlCycleJobs, job: CycleJob, actor: Actor) -> None:
+    reporter = _Reporter(jobs, job.id)
+    reporter.writer.start()
+    summary: CycleSummary | None = None
+    error: JobError | None = None
+    try:
+        with app.uow(AccessContext(actor, CYCLE_RUN)) as uow:
+            report = run_cycle(uow, job.period, app.settings.data_dir / "cycles", None, reporter.progress)
+            uow.commit()
+        summary = CycleSummary.of(report)
+    except DomainError as exc:
+        error = JobError(exc.code, exc.message)
+    except Exception as exc:  # the job must end whatever happened, or the page polls forever
+        log.error("cycle %s failed: %s", job.period, type(exc).__name__)  # no data, no traceback
+        error = JobError("cycle_failed", "The cycle failed; nothing was stored. The server log says why.")
+    finally:
+        reporter.stopped.set()
+        reporter.writer.join(timeout=60)  # its last write must not land after the outcome
+        try:
+            jobs.finish(job.id, summary, error)
+        except Exception as exc:  # the row then ends as interrupted once its heartbeat is stale
+            log.error("cycle %s: outcome not stored: %s", job.period, type(exc).__name__)
 
 
 def _runs(app: Container, account: StaffAccount) -> list[dict[str, Any]]:
@@ -163,8 +146,9 @@ def cycles_page(request: Request, app: App, job: Annotated[str, Query(max_length
     session = session_of(request, app)
     if session is None:
         return _to_sign_in()
-    jobs = cycle_jobs(request)
-    return _cycles(request, app, session, job=jobs.get(job) if job else jobs.latest())
+    jobs = SqlCycleJobs(app.engine, app.clock)
+    shown = jobs.get(job) if job else jobs.latest()
+    return _cycles(request, app, session, job=shown, stage_label=stage_label(shown) if shown else "")
 
 
 def _cycles(
@@ -202,13 +186,13 @@ def run_cycle_page(
     fragment = request.headers.get("HX-Request") == "true"
     try:
         require_csrf(session, csrf_token)
-        job = start_cycle(app, cycle_jobs(request), program_admin(app, session), period.strip())
+        job = start_cycle(app, program_admin(app, session), period.strip())
     except DomainError as exc:
         if fragment:
             return render_error(request, "cycle_job.html", exc, job=None, fresh_runs=None)
         return _cycles(request, app, session, exc, period=period)
     if fragment:
-        return render(request, "cycle_job.html", job=job, fresh_runs=None)
+        return render(request, "cycle_job.html", job=job, stage_label=stage_label(job), fresh_runs=None)
     return RedirectResponse(f"/programs/cycles?job={job.id}", status_code=303)
 
 
@@ -220,10 +204,11 @@ def cycle_progress(request: Request, app: App, job_id: Annotated[str, Path(max_l
         return Response(status_code=401)
     try:
         account = program_admin(app, session)
-        job = cycle_jobs(request).get(job_id)
+        job = SqlCycleJobs(app.engine, app.clock).get(job_id)
         if job is None:
-            message = gettext("Este servidor no tiene ningún ciclo con este id (¿se reinició?).")
+            message = gettext("No hay ningún ciclo con este id.")
             raise NotFound("cycle_not_found", message)
     except DomainError as exc:
         return render_error(request, "cycle_job.html", exc, job=None, fresh_runs=None)
-    return render(request, "cycle_job.html", job=job, fresh_runs=_runs(app, account) if job.finished else None)
+    fresh_runs = _runs(app, account) if job.finished else None
+    return render(request, "cycle_job.html", job=job, stage_label=stage_label(job), fresh_runs=fresh_runs)
