@@ -285,6 +285,23 @@ def transfer_card(
     return CardTransfer(revoked, issued)
 
 
+def revoke_person_cards(
+    uow: CardUnitOfWork, keys: CardKeys, person_id: str, reason: str, policy: CardPolicy = DEFAULT_POLICY
+) -> list[Card]:
+    """Inside the caller's transaction (no commit): revoke every card of the person that is not
+    revoked yet, and publish the status list once if any was. The caller authorises the work
+    (a death is recorded under `life_event`)."""
+    code = _reason(reason, REVOKE_REASONS)
+    revoked: list[Card] = []
+    while (current := uow.cards.current_of_person(person_id)) is not None:
+        card = _change_status(uow, _require_card(uow, current.handle, for_update=True), "revoked", code)
+        _log(uow, person_id, "card.revoked", card)
+        revoked.append(card)
+    if revoked:
+        _publish(uow, keys, policy)
+    return revoked
+
+
 def publish_status_list(
     uow: CardUnitOfWork, keys: CardKeys, policy: CardPolicy = DEFAULT_POLICY
 ) -> PublishedStatusList:
@@ -522,6 +539,8 @@ def _require_issuable(person: Person) -> Person:
         )
     if person.record_status == "merged":
         raise Conflict("person_merged", f"This record was merged into '{person.merged_into}'; use that record.")
+    if person.record_status == "deceased":
+        raise Conflict("person_deceased", "This person's death is recorded; no card is issued.")
     return person
 
 

@@ -31,7 +31,7 @@ def facts_of_household(record: HouseholdRecord, period_start: date) -> Household
             household_facts.append(fact)
     members = []
     for membership, person in record.members:
-        if person is None or person.record_status == "merged":
+        if person is None or person.record_status in ("merged", "deceased"):
             continue
         members.append(_member(person.age_on(period_start), by_person.get(membership.person_id, [])))
     values: dict[str, Value] = {

@@ -117,7 +117,7 @@ def _members_sql() -> str:
                         - CASE WHEN month({day}) * 100 + day({day}) < month(p.birth_date) * 100 + day(p.birth_date)
                                THEN 1 ELSE 0 END AS DOUBLE) AS age
             FROM memberships m JOIN persons p ON p.id = m.person_id
-            WHERE p.record_status <> 'merged'
+            WHERE p.record_status NOT IN ('merged', 'deceased')
         ),
         inc AS (SELECT person_id, sum(monthly_amount_minor) AS income FROM cur_incomes GROUP BY person_id),
         pen AS (SELECT DISTINCT person_id FROM cur_benefits_received WHERE benefit IN ({_quoted(PENSIONS)})),

@@ -54,6 +54,8 @@ class EnrollPerson:
     """The registrar has seen the possible duplicates (`check_enrollment`) and says this is
     someone new. Needed whenever there are any; from the review band up the enrollment is then
     held for a reviewer instead of registered."""
+    member_since: date | None = None
+    """First day in `household_id` (a recorded birth: the birth date); default today."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,14 @@ def enroll_person(uow: EnrollmentUnitOfWork, cmd: EnrollPerson, matcher: Matcher
     refuses the enrollment until the registrar confirms a new person; a likely one (from the
     review band up) then registers the person as held, queued for a reviewer.
     """
+    person = register_person(uow, cmd, matcher)
+    uow.commit()
+    return person
+
+
+def register_person(uow: EnrollmentUnitOfWork, cmd: EnrollPerson, matcher: Matcher | None = None) -> Person:
+    """`enroll_person` inside the caller's transaction (no commit): what a recorded birth reuses,
+    so a child gets the same checks, duplicate screening and search key as anyone enrolled."""
     today = uow.clock.today()
     fields = _validated_identity(cmd.__dict__, today)
     if fields["national_id"] and uow.persons.by_national_id(fields["national_id"]):
@@ -85,7 +95,7 @@ def enroll_person(uow: EnrollmentUnitOfWork, cmd: EnrollPerson, matcher: Matcher
     uow.persons.add(person)
     categories = ["identity"]
     if cmd.household_id:
-        _join(uow, person.id, cmd.household_id, cmd.relationship, today, cmd.reason)
+        _join(uow, person.id, cmd.household_id, cmd.relationship, cmd.member_since or today, cmd.reason)
         categories.append("household")
     if screening is not None:
         uow.match_index.replace_keys(person.id, screening.keys)
@@ -96,7 +106,6 @@ def enroll_person(uow: EnrollmentUnitOfWork, cmd: EnrollPerson, matcher: Matcher
     record_change(
         uow.access_log, uow.context, [Subject.person(person.id)], categories, "person.enrolled", uow.clock.now()
     )
-    uow.commit()
     return person
 
 
@@ -140,17 +149,7 @@ def dedup_record(fields: dict[str, Any], household_id: str | None) -> dict[str, 
 
 
 def create_household(uow: RegistryUnitOfWork, cmd: CreateHousehold) -> Household:
-    vocab = vocabulary()
-    municipality = vocab.require("municipalities", cmd.municipality, "municipality")
-    household = Household(
-        id=new_id(),
-        region=vocab.region_of(municipality),
-        municipality=municipality,
-        address_line=_text(cmd.address_line, "address_line", 300),
-        postcode=_pattern(cmd.postcode, _POSTCODE, "postcode"),
-        created_at=uow.clock.now(),
-        created_by=uow.context.actor.id,
-    )
+    household = new_household(uow, cmd)
     uow.households.add(household)
     record_change(
         uow.access_log,
@@ -162,6 +161,21 @@ def create_household(uow: RegistryUnitOfWork, cmd: CreateHousehold) -> Household
     )
     uow.commit()
     return household
+
+
+def new_household(uow: RegistryUnitOfWork, cmd: CreateHousehold) -> Household:
+    """A household with a checked address and a random id, not stored yet (a split stores its own)."""
+    vocab = vocabulary()
+    municipality = vocab.require("municipalities", cmd.municipality, "municipality")
+    return Household(
+        id=new_id(),
+        region=vocab.region_of(municipality),
+        municipality=municipality,
+        address_line=_text(cmd.address_line, "address_line", 300),
+        postcode=_pattern(cmd.postcode, _POSTCODE, "postcode"),
+        created_at=uow.clock.now(),
+        created_by=uow.context.actor.id,
+    )
 
 
 def add_member(

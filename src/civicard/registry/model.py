@@ -25,9 +25,10 @@ IDENTITY_FIELDS: tuple[str, ...] = (
 
 
 # active: a registered person; held: an enrollment waiting for a duplicate reviewer (dedup/review.py);
-# merged: an alias of another record after a reviewer decided both are one person (dedup/merging.py).
-RecordStatus = Literal["active", "held", "merged"]
-RECORD_STATUSES: tuple[RecordStatus, ...] = ("active", "held", "merged")
+# merged: an alias of another record after a reviewer decided both are one person (dedup/merging.py);
+# deceased: a registrar recorded the death (registry/life_events.py); the record is kept, never deleted.
+RecordStatus = Literal["active", "held", "merged", "deceased"]
+RECORD_STATUSES: tuple[RecordStatus, ...] = ("active", "held", "merged", "deceased")
 
 
 def fold(text: str) -> str:
@@ -56,6 +57,7 @@ class Person:
     enrolled_by: str
     record_status: RecordStatus = "active"  # not an identity field: no correction changes it
     merged_into: str | None = None  # while merged: the record this one is an alias of
+    deceased_on: date | None = None  # while deceased: the date of death
 
     @property
     def full_name(self) -> str:

@@ -16,6 +16,7 @@ from civicard.adapters.api.approval_routes import router as approval_router
 from civicard.adapters.api.card_routes import router as card_router
 from civicard.adapters.api.dedup_routes import router as dedup_router
 from civicard.adapters.api.fallback_routes import router as fallback_router
+from civicard.adapters.api.life_event_routes import router as life_event_router
 from civicard.adapters.api.log_routes import router as log_router
 from civicard.adapters.api.observability import configure_logging, install_observability, log_backlog
 from civicard.adapters.api.offline_routes import router as offline_router
@@ -33,6 +34,7 @@ from civicard.adapters.web.card_pages import router as card_pages_router
 from civicard.adapters.web.correction_pages import router as correction_pages_router
 from civicard.adapters.web.cycle_pages import router as cycle_pages_router
 from civicard.adapters.web.enroll_pages import router as enroll_pages_router
+from civicard.adapters.web.life_event_pages import router as life_event_pages_router
 from civicard.adapters.web.pages import mount_static
 from civicard.adapters.web.pages import router as pages_router
 from civicard.adapters.web.program_pages import router as program_pages_router
@@ -68,6 +70,7 @@ def create_app(container: Container) -> FastAPI:
     install_observability(app, container)  # request ids, one log line per request, GET /metrics
     app.include_router(registry_router)
     app.include_router(session_router)
+    app.include_router(life_event_router)
     app.include_router(log_router)
     app.include_router(card_router)
     app.include_router(dedup_router)
@@ -87,6 +90,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(enroll_pages_router)
     app.include_router(review_pages_router)
     app.include_router(appeal_pages_router)
+    app.include_router(life_event_pages_router)
     app.include_router(correction_pages_router)
     app.include_router(cycle_pages_router)
     app.include_router(program_pages_router)

@@ -77,8 +77,10 @@ persons = Table(
     Column("enrolled_at", Timestamp, nullable=False),
     Column("enrolled_by", String(120), nullable=False),
     # active | held (an enrollment waiting for a duplicate reviewer) | merged (an alias of `merged_into`)
+    # | deceased (a registrar recorded the death; the record is kept, registry/life_events.py)
     Column("record_status", String(10), nullable=False, server_default="active"),
     Column("merged_into", ID, ForeignKey("persons.id"), nullable=True),
+    Column("deceased_on", Date, nullable=True),  # set with record_status 'deceased' (migration 0011)
     Index("ix_persons_first_surname_birth_date", "first_surname", "birth_date"),
 )
 
@@ -773,6 +775,25 @@ approval_requests = Table(
         sqlite_where=text("status = 'pending'"),
         postgresql_where=text("status = 'pending'"),
     ),
+)
+
+# Life events (registry/life_events.py, migration 0011_life_events): deaths, births, household
+# splits and merges, moves. One row an event, recorded in the same transaction as the change;
+# `details` is canonical JSON of ids and codes only (who moved, from which municipality to which).
+life_events = Table(
+    "life_events",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("kind", CODE, nullable=False),
+    Column("person_id", ID, ForeignKey("persons.id"), nullable=True, index=True),
+    Column("household_id", ID, ForeignKey("households.id"), nullable=True, index=True),
+    Column("other_household_id", ID, ForeignKey("households.id"), nullable=True, index=True),
+    Column("effective_on", Date, nullable=False),
+    Column("document_ref", String(60), nullable=True),
+    Column("recorded_at", Timestamp, nullable=False),
+    Column("recorded_by", String(120), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("details", Text, nullable=False),
 )
 
 # Cycles started from the program pages (adapters/db/cycle_job_store.py): stage and counts, so any

@@ -21,13 +21,16 @@ from civicard.adapters.api.session_routes import client_address
 from civicard.adapters.db import log_store
 from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.db.fallback_store import TerminalOutlet, terminal_outlets
+from civicard.adapters.db.life_event_store import SqlLifeEventUnitOfWork
 from civicard.adapters.db.resident_store import SqlResidentUnitOfWork
 from civicard.adapters.web.i18n import N_, current_locale, gettext, localized, translated, use_request_locale
+from civicard.adapters.web.life_event_pages import events_shown
 from civicard.adapters.web.pages import render, render_error, session_of, with_session_cookie
 from civicard.distribution.household_ledger import my_benefits
 from civicard.identity.staff import StaffAccount
 from civicard.registry.allowlist import ColumnSpec, allow_list
 from civicard.registry.facts import FACT_KINDS
+from civicard.registry.life_events import events_about_person
 from civicard.registry.model import FactVersion
 from civicard.registry.self_service import SELF_ACCESS, IdentityDetail, Recorder, my_record
 from civicard.registry.vocabulary import vocabulary
@@ -161,6 +164,8 @@ def my_data(request: Request, app: App) -> Response:
     try:
         with SqlResidentUnitOfWork(app.engine, AccessContext(me.actor(), SELF_ACCESS), app.clock) as uow:
             record = my_record(uow, me.id)
+        with SqlLifeEventUnitOfWork(app.engine, AccessContext(me.actor(), SELF_ACCESS), app.clock) as events_uow:
+            life_events = events_shown(events_about_person(events_uow, me.id), me.id)
     except DomainError as exc:
         return render_error(request, "me_data.html", exc, session=session, record=None)
 
@@ -181,6 +186,7 @@ def my_data(request: Request, app: App) -> Response:
         place=_place(household.municipality, household.region) if household else "",
         membership_by=by(membership.recorded_by) if membership else "",
         household_by=by(household.created_by) if household else "",
+        life_events=life_events,
     )
 
 
