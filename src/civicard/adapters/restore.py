@@ -7,7 +7,7 @@ the note kept in the data dir, notes the operator passes, and the replaced datab
 behind it is restored only when the operator accepts it with an incident, which is appended to the
 access log as a system entry and signed into a new checkpoint; the checkpoint it went behind is
 kept beside the new one as evidence. After restoring: migrate to head if older, check row counts,
-verify the whole log.
+erase again every person the erasure journal says was erased after the backup, verify the whole log.
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ from civicard.adapters.db.engine import make_engine
 from civicard.adapters.db.log_store import LogVerification, stored_consistency_proof, verify_stored_log
 from civicard.adapters.db.migrate import alembic_config, upgrade
 from civicard.adapters.db.repositories import SqlAccessLog
+from civicard.adapters.db.retention_store import reapply_erasures
+from civicard.adapters.erasure_journal import read_journal
 from civicard.bootstrap import Container
 from civicard.shared.errors import Conflict, DomainError, InvalidInput
-from civicard.transparency.access import AccessEntry
+from civicard.transparency.access import AccessEntry, Actor
 from civicard.transparency.backups import (
     MANIFEST_NAME,
     Manifest,
@@ -68,6 +70,7 @@ from civicard.transparency.merkle import verify_consistency
 
 INCIDENT_ACTOR = "cli:restore"
 INCIDENT_PURPOSE = "restore_incident"
+ERASURE_ACTOR = "cli:restore"
 TARGET_SOURCE = "the database being replaced"
 _CHUNK = 1 << 20
 _MANIFEST_MAX = 1 << 24
@@ -89,6 +92,7 @@ class RestoreReport:
     published: Published | None
     incident_seq: int | None
     verification: LogVerification
+    erasures_reapplied: int = 0  # persons erased after the backup was taken, erased again (erasure journal)
 
 
 def restore_backup(
@@ -134,10 +138,11 @@ def restore_backup(
     if where in (Standing.STALE, Standing.DIVERGED):
         assert published is not None and request.incident is not None  # _against_published refused otherwise
         incident = _record_incident(built, manifest, published, prefix, request.incident)
+    reapplied = _reapply_erasures(built, manifest)
     verification = _verify(built, published.note if published and where is Standing.CURRENT else None, progress)
     _keep_restored(built, published if incident is not None else None)
     return RestoreReport(
-        manifest, manifest.alembic_revision if older else None, where, published, incident, verification
+        manifest, manifest.alembic_revision if older else None, where, published, incident, verification, reapplied
     )
 
 
@@ -361,6 +366,17 @@ def _record_incident(
         seq = int(conn.execute(select(func.max(t.access_log.c.seq))).scalar_one())
     built.integrator.run_once(full=True)
     return seq
+
+
+def _reapply_erasures(built: Container, manifest: Manifest) -> int:
+    """A backup taken before an erasure still holds the person: erase them again from the journal
+    kept outside the database (adapters/erasure_journal.py) before the restore is reported done."""
+    journalled = [e for e in read_journal(built.settings.data_dir) if e.erased_at >= manifest.created_at]
+    if not journalled:
+        return 0
+    count = reapply_erasures(built.engine, built.clock, Actor(ERASURE_ACTOR, "system"), journalled)
+    built.integrator.run_once(full=True)
+    return count
 
 
 def _verify(built: Container, against: str | None, progress: Progress) -> LogVerification:

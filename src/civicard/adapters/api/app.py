@@ -39,6 +39,7 @@ from civicard.adapters.web.pages import mount_static
 from civicard.adapters.web.pages import router as pages_router
 from civicard.adapters.web.program_pages import router as program_pages_router
 from civicard.adapters.web.registrar_pages import router as registrar_pages_router
+from civicard.adapters.web.resident_download_pages import router as resident_download_router
 from civicard.adapters.web.resident_pages import router as resident_router
 from civicard.adapters.web.review_pages import router as review_pages_router
 from civicard.adapters.web.terminal_pages import router as terminal_pages_router
@@ -85,6 +86,7 @@ def create_app(container: Container) -> FastAPI:
     _health(app)
     app.include_router(pages_router)
     app.include_router(resident_router)
+    app.include_router(resident_download_router)
     app.include_router(card_pages_router)
     app.include_router(registrar_pages_router)
     app.include_router(enroll_pages_router)

@@ -20,6 +20,7 @@ from civicard.adapters.cli.cards import cards_app
 from civicard.adapters.cli.cycle import cycle_app
 from civicard.adapters.cli.dedup import dedup_app
 from civicard.adapters.cli.programs import programs_app
+from civicard.adapters.cli.retention import retention_app
 from civicard.adapters.cli.rules import rules_app
 from civicard.adapters.cli.settlement import settlement_app
 from civicard.adapters.cli.terminal import terminal_app
@@ -49,6 +50,7 @@ app.add_typer(cycle_app, name="cycle")
 app.add_typer(terminal_app, name="terminal")
 app.add_typer(vendors_app, name="vendors")
 app.add_typer(settlement_app, name="settlement")
+app.add_typer(retention_app, name="retention")
 app.command("backup")(backup)
 app.command("restore")(restore)
 

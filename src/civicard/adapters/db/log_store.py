@@ -37,11 +37,13 @@ from civicard.transparency.checkpoints import (
 from civicard.transparency.log_entries import (
     SALT_BYTES,
     LogEntry,
+    canonical_json,
     categories_from_column,
     entry_leaf_hash,
     next_chain_head,
+    public_leaf,
 )
-from civicard.transparency.merkle import EMPTY_ROOT, NodeStore, consistency_proof, inclusion_proof, node_hash
+from civicard.transparency.merkle import EMPTY_ROOT, NodeStore, consistency_proof, inclusion_proof, leaf_hash, node_hash
 from civicard.transparency.proofs import ConsistencyProof, ProofBundle, ResidentEntry, ResidentLog, chain_checks
 
 log = logging.getLogger("civicard.log")
@@ -281,6 +283,17 @@ def _optional_bytes(value: Any) -> bytes | None:
     return None if value is None else bytes(value)
 
 
+def _erased(row: Row[Any]) -> bool:
+    return row.erasure_id is not None and row.erased_subject is not None
+
+
+def _erased_leaf_hash(entry: LogEntry, row: Row[Any]) -> bytes:
+    """The leaf of an entry whose subject was erased (retention_store): recomputed from the row with
+    the subject and chain commitments stored at erasure instead of the shredded salt and id."""
+    leaf = public_leaf(entry, None) | {"subject": row.erased_subject, "chain": row.erased_chain}
+    return leaf_hash(canonical_json(leaf))
+
+
 def _leaf_rows(conn: Connection, where: Any) -> list[Row[Any]]:
     query = (
         select(_A, _L.c.leaf_index, _L.c.chain_prev, _L.c.chain_head)
@@ -306,6 +319,8 @@ def prove_entry(source: ConnectionSource, leaf_index: int, key: VerifierKey) -> 
     checkpoint = open_checkpoint(latest.note, key, origin=None)
     leaf_hash = SqlNodeStore(conn).get(0, leaf_index)
     row = rows[0]
+    if _erased(row):
+        raise Conflict("entry_erased", f"Leaf {leaf_index}'s subject was erased; the entry can no longer be proved.")
     return ProofBundle(
         origin=checkpoint.origin,
         leaf_index=leaf_index,
@@ -392,6 +407,7 @@ class Integrator:
         # subject id → chain head (None: no entry yet), valid only while the tree size is _heads_size.
         self._heads: dict[str, bytes | None] = {}
         self._heads_size = -1
+        self._erasures_seen = -1  # an erasure unlinks a person's entries: their cached head is void
 
     def run_once(self, full: bool = False) -> int:
         """Fold every pending row found by this poll (batch by batch); returns how many.
@@ -527,8 +543,10 @@ class Integrator:
         self._heads_size = frontier.size
 
     def _known_heads(self, conn: Connection, size: int, entries: list[LogEntry]) -> dict[str, bytes | None]:
-        if size != self._heads_size or len(self._heads) > 500_000:
+        erasures = int(conn.execute(select(func.count()).select_from(t.erasures)).scalar_one())
+        if size != self._heads_size or len(self._heads) > 500_000 or erasures != self._erasures_seen:
             self._heads = {}
+            self._erasures_seen = erasures
         persons = {e.subject_person_id for e in entries if e.subject_person_id is not None} - self._heads.keys()
         households = {
             e.subject_household_id
@@ -594,6 +612,17 @@ def _lock_log(conn: Connection) -> None:
         _begin_immediate(conn)
     else:  # pragma: no cover - only the two supported databases
         raise RuntimeError(f"No integrator lock for {conn.dialect.name}.")
+
+
+def hold_log_lock(conn: Connection) -> None:
+    """Inside a transaction that changes integrated access_log rows (an erasure): wait for the
+    integrator's lock on PostgreSQL; on SQLite take the write lock now with a write that changes
+    nothing, so the rows read next cannot be folded by an integrator before this commits."""
+    if conn.dialect.name == "postgresql":
+        lock = text("SELECT pg_advisory_xact_lock(CAST(:k AS integer), hashtext(current_schema()))")
+        conn.execute(lock, {"k": _LOCK_CLASS})
+    else:
+        conn.execute(update(_C).where(_C.c.tree_size < 0).values(note=_C.c.note))
 
 
 def _begin_immediate(conn: Connection, patience: float = 30.0) -> None:
@@ -862,11 +891,12 @@ class _LeafWalk:
         prev, head = _optional_bytes(row.chain_prev), _optional_bytes(row.chain_head)
         try:
             entry = _entry(row)
-            digest = entry_leaf_hash(entry, prev)
+            digest = _erased_leaf_hash(entry, row) if _erased(row) else entry_leaf_hash(entry, prev)
         except ValueError:
             return _Problem(index, 1, "entry_edited", f"The entry of leaf {index} was changed (it no longer parses).")
         problem = None
-        subject = entry.subject_id
+        # An erased subject's chain is still checked, keyed by the erasure instead of the person.
+        subject = f"erasure:{row.erasure_id}" if _erased(row) else entry.subject_id
         if subject is None:
             if prev is not None or head is not None:
                 problem = _Problem(index, 2, "chain_broken", f"Leaf {index} is about nobody but carries a chain.")

@@ -78,6 +78,7 @@ persons = Table(
     Column("enrolled_by", String(120), nullable=False),
     # active | held (an enrollment waiting for a duplicate reviewer) | merged (an alias of `merged_into`)
     # | deceased (a registrar recorded the death; the record is kept, registry/life_events.py)
+    # | erased (its details removed under the retention policy; adapters/db/retention_store.py)
     Column("record_status", String(10), nullable=False, server_default="active"),
     Column("merged_into", ID, ForeignKey("persons.id"), nullable=True),
     Column("deceased_on", Date, nullable=True),  # set with record_status 'deceased' (migration 0011)
@@ -194,6 +195,12 @@ access_log = Table(
     Column("detail", Text, nullable=False),
     # Random per entry: public leaves carry SHA-256(salt ‖ subject id), never the id itself.
     Column("subject_salt", String(32), nullable=False, server_default=""),
+    # Erasure (retention, migration 0013): the leaf's own subject and chain commitments, kept when
+    # the subject id and salt are shredded so the leaf can still be recomputed; `erasure_id` groups
+    # the erased subject's chain for verification without naming them.
+    Column("erasure_id", ID, nullable=True),
+    Column("erased_subject", String(64), nullable=True),
+    Column("erased_chain", String(64), nullable=True),
 )
 
 # The verifiable log (RFC 9162). Entries are appended by request transactions; one integrator
@@ -794,6 +801,21 @@ life_events = Table(
     Column("recorded_by", String(120), nullable=False),
     Column("reason", Text, nullable=False),
     Column("details", Text, nullable=False),
+)
+
+# Retention and erasure (transparency/retention.py, adapters/db/retention_store.py, migration
+# 0013_retention): one row per erased person — when, under which rule, by whom, and the person only
+# as a tagged SHA-256 of their id (the same digest the erasure journal outside the database holds).
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("erased_at", Timestamp, nullable=False),
+    Column("rule", CODE, nullable=False),
+    Column("erased_by", String(120), nullable=False),
+    Column("subject_digest", String(64), nullable=False, unique=True),
+    Column("log_entries", Integer, nullable=False),
+    Column("records", Integer, nullable=False),
 )
 
 # Cycles started from the program pages (adapters/db/cycle_job_store.py): stage and counts, so any
