@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from civicard.adapters.db.auth_store import AuthStore
 from civicard.adapters.db.engine import make_engine
+from civicard.adapters.db.key_store import KeyCustody, RotatingIntegrator
 from civicard.adapters.db.log_store import Integrator
 from civicard.adapters.db.resident_sign_in import CardPinSignIn
 from civicard.adapters.db.uow import SqlUnitOfWork
@@ -47,23 +48,30 @@ class Container:
         return AuthStore(self.engine, self.clock, self.root_key)
 
     @cached_property
+    def key_custody(self) -> KeyCustody:
+        """Which key generations sign and verify (table key_generations), re-read every few seconds;
+        its first use checks the root key against the fingerprint the database holds."""
+        return KeyCustody(self.engine, self.root_key, self.clock)
+
+    @property
     def card_keys(self) -> CardKeys:
-        """Card issuer keys and PIN pepper, derived from the root key once per process."""
-        return CardKeys.derive(self.root_key)
+        """Card issuer keys and PIN pepper, derived from the root key for the recorded generations."""
+        return self.key_custody.card_keys()
 
     @cached_property
     def resident_sign_in(self) -> CardPinSignIn:
         return CardPinSignIn(self.engine, self.clock, self.card_keys, self.auth)
 
-    @cached_property
+    @property
     def log_signer(self) -> NoteSigner:
-        """Signs log checkpoints; Ed25519 seeded from the root key, never stored."""
-        return NoteSigner.from_root_key(self.root_key)
+        """Signs log checkpoints with the current generation (Ed25519 seeded from the root key, never
+        stored); its verifier also accepts the checkpoints of earlier generations."""
+        return self.key_custody.log_signer()
 
     @cached_property
     def integrator(self) -> Integrator:
         """Folds access-log entries into the Merkle tree and signs checkpoints (one per process)."""
-        return Integrator(self.engine, self.log_signer, self.clock)
+        return RotatingIntegrator(self.engine, self.key_custody, self.clock)
 
     @cached_property
     def matcher(self) -> Matcher:

@@ -10,6 +10,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from civicard.adapters.db.approval_store import SqlApprovalUnitOfWork
+from civicard.governance import approvals
+from civicard.governance.approvals import FOUR_EYES, Approved
+from civicard.governance.kinds import KINDS
+from civicard.transparency.access import AccessContext, Actor
 from tests.e2e.conftest import REVIEWER, LiveServer
 from tests.e2e.duplicate_seed import seed_duplicate
 from tests.e2e.test_api_http import NO_SUCH_ID, assert_problem, bearer, purpose
@@ -84,7 +89,15 @@ def test_opening_a_case_shows_both_records_and_logs_the_read_for_each(
     assert_problem(reviewer.get(f"/v1/duplicates/{NO_SUCH_ID}"), 404, "unknown_candidate")
 
 
-def test_same_merges_the_records_and_an_undo_restores_them(
+def approve_as_second_reviewer(server: LiveServer, request_id: str) -> Approved:
+    """A second reviewer approves a merge request (through the service: one sign-in per server)."""
+    built = server.container
+    context = AccessContext(Actor("e2e:second-reviewer", "reviewer"), FOUR_EYES)
+    with SqlApprovalUnitOfWork(built.engine, context, built.clock, card_keys=built.card_keys) as uow:
+        return approvals.approve(uow, KINDS, request_id)
+
+
+def test_same_files_a_merge_that_a_second_approval_carries_out_and_an_undo_restores(
     api_server: LiveServer, api: httpx.Client, reviewer: httpx.Client
 ) -> None:
     home = api_server.town.household_ids[1]
@@ -94,8 +107,14 @@ def test_same_merges_the_records_and_an_undo_restores_them(
         f"/v1/duplicates/{candidate}/decision", json={"decision": "same", "note": "one cédula", "survivor_id": original}
     )
     assert decided.status_code == 200, decided.text
-    merge = decided.json()["merge"]
+    request_id = decided.json()["merge_request_id"]
+    waiting = api.get(f"/v1/persons/{alias}", headers=purpose("enrollment")).json()
+    assert waiting["record_status"] == "active"  # nothing merges before a second account approves
+    assert reviewer.get(f"/v1/duplicates/{candidate}").json()["merge_request_id"] == request_id
+    outcome = approve_as_second_reviewer(api_server, request_id).outcome
+    merge = reviewer.get(f"/v1/duplicates/{candidate}").json()["merges"][0]
     assert (merge["survivor_id"], merge["merged_id"], merge["reason"]) == (original, alias, "one cédula")
+    assert f"merge={merge['id']}" in outcome
     looked_up = api.get(f"/v1/persons/{alias}", headers=purpose("enrollment")).json()
     assert (looked_up["record_status"], looked_up["merged_into"], looked_up["household"]) == ("merged", original, None)
     again = reviewer.post(f"/v1/duplicates/{candidate}/decision", json={"decision": "different"})

@@ -1,4 +1,5 @@
-"""A reviewer settles a possible duplicate in headless Chromium: queue, side by side, merge, undo."""
+"""A reviewer settles a possible duplicate in headless Chromium: queue, side by side, a merge a second
+reviewer approves, undo."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from civicard.identity.cards import issue_card
 from civicard.transparency.access import AccessContext, Actor
 from tests.e2e.conftest import REGISTRAR, REVIEWER, LiveServer
 from tests.e2e.duplicate_seed import seed_duplicate
+from tests.e2e.test_duplicates_http import approve_as_second_reviewer
 from tests.e2e.test_registrar_page import sign_in
 
 pytestmark = pytest.mark.e2e
@@ -55,10 +57,15 @@ def test_a_reviewer_merges_a_duplicate_and_undoes_the_merge(
         page.locator("[data-action=decide-same]").click()
     assert page.locator("[data-field=status]").inner_text() == "same"
     notices = page.locator(".notice").all_inner_texts()
-    assert any("Registros unidos" in n for n in notices) and any("sin PIN" in n for n in notices)
+    assert any("segundo revisor" in n for n in notices)
+    request_id = page.locator("[data-field=merge-request]").get_attribute("data-request")
+    assert request_id and page.locator("tr[data-merge]").count() == 0  # nothing merged yet
+    approve_as_second_reviewer(live_server, request_id)
+    page.reload()
+    assert page.locator("[data-field=merge-request]").count() == 0
     merge_row = page.locator("tr[data-merge][data-undone=false]")
     assert merge_row.count() == 1 and "misma cédula" in merge_row.inner_text()
-    assert REVIEWER.display_name in merge_row.inner_text()  # who merged, by name
+    assert "e2e:second-reviewer" in merge_row.inner_text()  # who carried the merge out: the approver
     with SqlCardUnitOfWork(live_server.container.engine, DESK, live_server.container.clock) as uow:
         revoked = uow.cards.by_handle(old_card.card.handle)
         successor = uow.cards.current_of_person(original)

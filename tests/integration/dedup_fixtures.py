@@ -13,6 +13,9 @@ from civicard.adapters.db import tables as t
 from civicard.adapters.db.dedup_store import SqlReviewUnitOfWork
 from civicard.dedup.pairs import Reason, ScoredPair
 from civicard.dedup.review import raise_candidates
+from civicard.governance import approvals
+from civicard.governance.approvals import FOUR_EYES, Approved
+from civicard.governance.kinds import KINDS
 from civicard.identity.cards import CardKeys, CardPolicy, IssuedCard, issue_card
 from civicard.registry.enrollment import CreateHousehold, EnrollPerson, create_household, enroll_person
 from civicard.shared.clock import Clock
@@ -25,6 +28,7 @@ from ..conftest import FIXED_NOW, REGISTRAR
 KEYS = CardKeys.derive(RootKey(hashlib.sha256(b"civicard dedup tests").digest()))
 POLICY = CardPolicy(status_list_capacity=2**20)
 REVIEWER = Actor("reviewer-rita", "reviewer")
+SECOND_REVIEWER = Actor("reviewer-raul", "reviewer")
 SYSTEM = Actor("dedup-run", "system")
 REASONS = (
     Reason("name", "close", "one letter different", 6.1),
@@ -38,9 +42,15 @@ def review_units(engine: Engine, clock: Clock) -> Uow:
     """`make(purpose="duplicate_review", actor=REVIEWER, at=clock)`: a unit of work like a request's."""
 
     def make(purpose: str = "duplicate_review", actor: Actor = REVIEWER, at: Clock = clock) -> SqlReviewUnitOfWork:
-        return SqlReviewUnitOfWork(engine, AccessContext(actor, purpose), at)
+        return SqlReviewUnitOfWork(engine, AccessContext(actor, purpose), at, card_keys=KEYS, card_policy=POLICY)
 
     return make
+
+
+def approve_merge(review_uow: Uow, request_id: str, actor: Actor = SECOND_REVIEWER) -> Approved:
+    """A second account approves a 'same' decision's merge request (four eyes), which merges."""
+    with review_uow(FOUR_EYES, actor) as uow:
+        return approvals.approve(uow, KINDS, request_id, "checked both documents")
 
 
 def household(review_uow: Uow, street: str = "Calle 5 # 10-20") -> str:

@@ -278,7 +278,7 @@ def test_of_two_approvers_at_once_exactly_one_executes(
 # --- kinds, purposes, payloads -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["key_rotation", "bulk_export", "person_merge", "rule_publication"])
+@pytest.mark.parametrize("kind", ["rule_publication"])
 def test_kinds_that_are_not_available_are_registered_but_cannot_be_asked_for(
     as_: Unit, staff: Staff, kind: str
 ) -> None:

@@ -12,8 +12,6 @@ from civicard.transparency.access import Actor
 
 from ..conftest import REGISTRAR
 from .dedup_fixtures import (
-    KEYS,
-    POLICY,
     REASONS,
     Uow,
     candidate_id,
@@ -36,7 +34,7 @@ def uow(engine: Engine, clock: Clock) -> Uow:
 
 def _decide(uow: Uow, candidate: str, decision: str, **kw: object) -> object:
     with uow() as u:
-        return decide(u, KEYS, candidate, decision, policy=POLICY, **kw)  # type: ignore[arg-type]
+        return decide(u, candidate, decision, **kw)  # type: ignore[arg-type]
 
 
 def test_a_pair_is_queued_once_whatever_the_order_of_its_ids(uow: Uow) -> None:
@@ -126,7 +124,7 @@ def test_only_a_reviewer_under_duplicate_review_sees_or_decides_the_queue(uow: U
     candidate = candidate_id(uow, a, b)
     assert code(lambda: uow(actor=REGISTRAR).__enter__()) == "purpose_not_allowed"
     with uow("appeal_review") as u:
-        assert code(lambda: decide(u, KEYS, candidate, "same")) == "purpose_not_allowed"
+        assert code(lambda: decide(u, candidate, "same")) == "purpose_not_allowed"
         assert code(lambda: open_case(u, candidate)) == "purpose_not_allowed"
         assert code(lambda: list_queue(u)) == "purpose_not_allowed"
     auditor = Actor("auditor-ana", "oversight")

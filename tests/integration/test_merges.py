@@ -19,8 +19,8 @@ from civicard.shared.clock import Clock
 from ..conftest import FIXED_NOW, REGISTRAR
 from .dedup_fixtures import (
     KEYS,
-    POLICY,
     Uow,
+    approve_merge,
     candidate_id,
     code,
     enroll,
@@ -40,8 +40,14 @@ def uow(engine: Engine, clock: Clock) -> Uow:
 
 
 def _same(uow: Uow, a: str, b: str, survivor_id: str | None = None) -> Decided:
+    """A reviewer decides 'same' and a second reviewer approves the merge request it filed."""
     with uow() as u:
-        return decide(u, KEYS, candidate_id(uow, a, b), "same", "same birth certificate", survivor_id, POLICY)
+        asked = decide(u, candidate_id(uow, a, b), "same", "same birth certificate", survivor_id)
+    assert asked.merge is None and asked.merge_request_id is not None
+    done = approve_merge(uow, asked.merge_request_id)
+    with uow() as u:
+        merges = [m for m in u.duplicates.merges_between((a, b)) if not m.undone]
+    return Decided(asked.candidate, merges[0], (), "survivor_needs_pin" in done.outcome)
 
 
 def _status(uow: Uow, person_id: str) -> tuple[str, str | None]:
@@ -88,10 +94,10 @@ def test_merging_keeps_the_earlier_record_and_moves_the_card_to_it(uow: Uow, eng
         assert u.memberships.current_of_person(alias) is None
     details = {(row[0], row[2], row[3].split(" ")[0]) for row in log_since(uow, before)}
     assert {
-        ("duplicate_review", alias, "person.merged"),
-        ("duplicate_review", older, "person.merged"),
-        ("duplicate_review", alias, "card.revoked"),
-        ("duplicate_review", older, "card.replaced"),
+        ("person_merge", alias, "person.merged"),
+        ("person_merge", older, "person.merged"),
+        ("person_merge", alias, "card.revoked"),
+        ("person_merge", older, "card.replaced"),
         ("duplicate_review", alias, "duplicate.decided"),
     } <= details
 
@@ -124,7 +130,7 @@ def test_a_merged_record_gets_no_card_and_cannot_be_merged_again(uow: Uow) -> No
     assert code(lambda: issue(uow, b)) == "person_merged"
     assert code(lambda: _same(uow, b, c)) == "person_merged"
     with uow() as u:
-        different = decide(u, KEYS, candidate_id(uow, b, c), "different")
+        different = decide(u, candidate_id(uow, b, c), "different")
     assert different.candidate.status == "different"
 
 
@@ -225,9 +231,9 @@ def test_a_held_survivor_stays_held_while_another_of_its_pairs_is_pending(uow: U
     with uow("enrollment", REGISTRAR) as u:
         hold_for_review(u, newcomer, [pair(newcomer, first), pair(newcomer, second)])
         u.commit()
-    decided = _same(uow, first, newcomer, survivor_id=newcomer)
-    assert decided.released == () and _status(uow, newcomer) == ("held", None)
+    _same(uow, first, newcomer, survivor_id=newcomer)
+    assert _status(uow, newcomer) == ("held", None)
     assert _status(uow, first) == ("merged", newcomer)
     with uow() as u:
-        released = decide(u, KEYS, candidate_id(uow, second, newcomer), "different").released
+        released = decide(u, candidate_id(uow, second, newcomer), "different").released
     assert released == (newcomer,) and _status(uow, newcomer) == ("active", None)

@@ -240,7 +240,8 @@ def _tables_with_data(conn: Connection, schema: str | None) -> list[str]:
     revision = MigrationContext.configure(conn).get_current_revision()
     seeded = _seeded_rows(revision) if revision is not None and _known_revision(revision) else {}
     found = []
-    for name in sorted(set(inspect(conn).get_table_names(schema=schema)) - {"alembic_version"}):
+    # key_generations: `db upgrade` records the root key's fingerprint; the backup's rows replace it.
+    for name in sorted(set(inspect(conn).get_table_names(schema=schema)) - {"alembic_version", "key_generations"}):
         rows = table(name, schema=schema)
         if conn.execute(select(literal(1)).select_from(rows).limit(1)).first() is None:
             continue

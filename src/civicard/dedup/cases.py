@@ -103,16 +103,19 @@ class Case:
     right: CaseSide
     categories: frozenset[str]
     merges: list[Merge] = field(default_factory=list)
+    merge_request_id: str | None = None  # a 'same' decision's merge waiting for a second account
 
 
 @dataclass(frozen=True)
 class Decided:
-    """The outcome of a decision: the candidate as saved, the merge when it was 'same', released holds."""
+    """The outcome of a decision (or of an approved merge): the candidate as saved, the merge request
+    a 'same' decision filed, or the merge its approval made; released holds."""
 
     candidate: Candidate
     merge: Merge | None = None
     released: tuple[str, ...] = ()  # held records that became active
     survivor_needs_pin: bool = False  # the survivor got a replacement card without a PIN
+    merge_request_id: str | None = None  # 'same': the four-eyes merge request now waiting
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from civicard.dedup.cases import Candidate, CandidateStatus, Merge
+from civicard.governance.approvals import ApprovalStore
 from civicard.identity.cards import CardStore
 from civicard.registry.model import Membership, RecordStatus
 from civicard.registry.ports import HouseholdRepository, MembershipRepository, PersonRepository
@@ -67,5 +68,9 @@ class ReviewUnitOfWork(QueueUnitOfWork, Protocol):
     def memberships(self) -> MembershipRepository: ...
     @property
     def cards(self) -> CardStore: ...
+    @property
+    def approvals(self) -> ApprovalStore:
+        """A 'same' decision files a four-eyes merge request in the same transaction."""
+        ...
 
     def commit(self) -> None: ...

@@ -5,7 +5,9 @@ never raised again, so a reviewer's answer is remembered. An enrollment whose be
 the review band is saved but held (`hold_for_review`): no card until a reviewer settles it.
 Reviewers see both records side by side through the access enforcement point (purpose
 `duplicate_review`, each read logged), decide same / different / unsure, and every decision is
-recorded in the same transaction as its log entries.
+recorded in the same transaction as its log entries. 'same' merges nothing yet: it files a
+four-eyes `person_merge` request that a second reviewer or oversight account approves
+(governance/kinds.py); until then the case shows it waiting.
 """
 
 from __future__ import annotations
@@ -26,10 +28,17 @@ from civicard.dedup.cases import (
     QueueItem,
     ordered,
 )
-from civicard.dedup.merging import merge_pair, require_reviewer
+from civicard.dedup.merging import (
+    DEFAULT_MERGE_REASON,
+    PERSON_MERGE,
+    choose_survivor,
+    release_holds,
+    require_reviewer,
+)
 from civicard.dedup.pairs import ScoredPair
 from civicard.dedup.ports import QueueUnitOfWork, ReviewUnitOfWork
-from civicard.identity.cards import DEFAULT_POLICY, CardKeys, CardPolicy
+from civicard.governance.approvals import expire_due
+from civicard.governance.kinds import KINDS, GovernedUnitOfWork, file_person_merge, merge_subject
 from civicard.registry.model import Person
 from civicard.shared.errors import Conflict, InvalidInput, NotFound
 from civicard.shared.ids import is_id, new_id
@@ -129,13 +138,16 @@ def decided_distinct(uow: QueueUnitOfWork, person_ids: Iterable[str] | None) -> 
 
 
 def list_queue(
-    uow: ReviewUnitOfWork, statuses: Sequence[str] | None = None, limit: int = 50, after: str | None = None
+    uow: GovernedUnitOfWork, statuses: Sequence[str] | None = None, limit: int = 50, after: str | None = None
 ) -> list[QueueItem]:
     """A page of candidates, most probable first (default: open and unsure); pass the last id as `after`.
 
-    The queue shows no names or values, so listing it discloses nothing and is not logged.
+    The queue shows no names or values, so listing it discloses nothing and is not logged. Merge
+    requests past their expiry are marked expired first, which puts their pairs back in the queue.
     """
     require_reviewer(uow)
+    expire_due(uow, KINDS, PERSON_MERGE)
+    uow.commit()
     wanted = tuple(statuses) if statuses else PENDING
     unknown = [s for s in wanted if s not in CANDIDATE_STATUSES]
     if unknown:
@@ -151,9 +163,10 @@ def list_queue(
     return [QueueItem(c, bool(held & set(c.person_ids))) for c in page]
 
 
-def open_case(uow: ReviewUnitOfWork, candidate_id: str) -> Case:
+def open_case(uow: GovernedUnitOfWork, candidate_id: str) -> Case:
     """Both records side by side with the model's reasons; the read is logged for both persons."""
     require_reviewer(uow)
+    expire_due(uow, KINDS, PERSON_MERGE)
     candidate = _require_candidate(uow, candidate_id)
     subjects = [Subject.person(pid) for pid in candidate.person_ids]
     granted = disclose(
@@ -167,22 +180,22 @@ def open_case(uow: ReviewUnitOfWork, candidate_id: str) -> Case:
     persons = uow.persons.get_many(list(candidate.person_ids))
     left, right = (_side(uow, pid, persons.get(pid), granted) for pid in candidate.person_ids)
     merges = uow.duplicates.merges_between(candidate.person_ids)
+    waiting = uow.approvals.pending_for_subject(merge_subject(candidate.id))
     uow.commit()
-    return Case(candidate, left, right, granted, merges)
+    return Case(candidate, left, right, granted, merges, waiting.id if waiting else None)
 
 
 def decide(
-    uow: ReviewUnitOfWork,
-    keys: CardKeys,
+    uow: GovernedUnitOfWork,
     candidate_id: str,
     decision: str,
     note: str | None = None,
     survivor_id: str | None = None,
-    policy: CardPolicy = DEFAULT_POLICY,
 ) -> Decided:
     """A reviewer's answer. 'different' is remembered for good; 'unsure' keeps the pair in the
-    queue; 'same' merges the two records (merging.py). A held record is released once none of its
-    pairs is pending any more."""
+    queue; 'same' files a `person_merge` request naming the survivor, and a second account's
+    approval merges the two records (merging.py). A held record is released once none of its
+    pairs is pending and no merge of its waits."""
     require_reviewer(uow)
     if decision not in DECISIONS:
         raise InvalidInput("invalid_decision", f"The decision is one of: {', '.join(DECISIONS)}.")
@@ -194,12 +207,13 @@ def decide(
         raise Conflict("already_decided", f"This pair was already decided ({candidate.status}).")
     now = uow.clock.now()
     decided = replace(candidate, status=decision, decided_at=now, decided_by=uow.context.actor.id, decision_note=text)
-    merge, needs_pin = None, False
-    if decision == "same":
-        merge, needs_pin = merge_pair(uow, keys, decided, survivor_id, text, policy)
+    survivor = choose_survivor(uow, candidate, survivor_id) if decision == "same" else None
     uow.duplicates.save_decision(decided)
-    # A hold ends when none of the held record's pairs is pending (a merged alias is no longer held).
-    released = _release_holds(uow, candidate.person_ids) if decision != "unsure" else ()
+    waiting = None
+    if survivor is not None:
+        waiting = file_person_merge(uow, candidate.id, survivor.id, text or DEFAULT_MERGE_REASON)
+    # A hold ends when none of the held record's pairs is pending and no merge of its waits.
+    released = release_holds(uow, candidate.person_ids) if decision == "different" else ()
     subjects = [Subject.person(pid) for pid in candidate.person_ids]
     record_change(
         uow.access_log,
@@ -210,7 +224,7 @@ def decide(
         now,
     )
     uow.commit()
-    return Decided(decided, merge, released, needs_pin)
+    return Decided(decided, released=released, merge_request_id=waiting.id if waiting else None)
 
 
 def _pair_key(pair: ScoredPair) -> tuple[str, str]:
@@ -223,22 +237,6 @@ def _pair_key(pair: ScoredPair) -> tuple[str, str]:
     if not all(math.isfinite(r.weight) for r in pair.reasons):
         raise InvalidInput("invalid_reason_weight", "A reason's weight of evidence must be a finite number.")
     return ordered(pair.id_l, pair.id_r)
-
-
-def _release_holds(uow: ReviewUnitOfWork, person_ids: Sequence[str]) -> tuple[str, ...]:
-    released = tuple(sorted(p for p in uow.duplicates.held_among(person_ids) if not uow.duplicates.pending_count(p)))
-    for person_id in released:
-        uow.duplicates.set_record_status(person_id, "active", None)
-    if released:
-        record_change(
-            uow.access_log,
-            uow.context,
-            [Subject.person(p) for p in released],
-            ["identity"],
-            "person.released_from_review",
-            uow.clock.now(),
-        )
-    return released
 
 
 def _require_candidate(uow: ReviewUnitOfWork, candidate_id: str, for_update: bool = False) -> Candidate:

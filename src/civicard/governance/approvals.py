@@ -9,14 +9,18 @@ kind lists, must not be the account that asked, and must not be the account the 
 (the subject of a role grant). Requests expire: past `expires_at` a request can no longer be
 approved, and the next listing or decision marks it `expired`.
 
-Statuses: pending → executed | refused | expired. `approved` is the step between a decision and
-its execution; both happen in one transaction today, so a stored request is never left
-`approved` unless a future kind carries its action out later (e.g. a key rotation an operator runs).
+Statuses: pending → executed | refused | expired, or pending → approved → executed | expired for
+a kind carried out later (`execute_later`, e.g. a bulk export the requester runs once approved):
+its approval stores `approved`, and `execute_approved` — by the requester, before `expires_at` —
+stores `executed` in the transaction of the work; an approved request never run expires too.
+A kind may also react when a request ends unexecuted (`closed`: refused or expired).
 
 Every request, approval, execution, refusal and expiry appends an access-log entry under the
-purpose `four_eyes`, in the transaction of the change. What each kind means — who may ask, who
-may approve, how it is checked, executed and described — comes from the `KindRegistry` the caller
-passes in (governance/kinds.py holds the real one); this module knows no kind by name.
+purpose `four_eyes`, in the transaction of the change (a request filed inside another step with
+`file_request` — a reviewer's 'same' decision — is logged under that step's purpose). What each
+kind means — who may ask, who may approve, how it is checked, executed and described — comes from
+the `KindRegistry` the caller passes in (governance/kinds.py holds the real one); this module
+knows no kind by name.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ ApprovalStatus = Literal["pending", "approved", "refused", "expired", "executed"
 STATUSES: tuple[ApprovalStatus, ...] = ("pending", "approved", "refused", "expired", "executed")
 MAX_REASON, MAX_NOTE = 500, 500
 Payload = Mapping[str, str]
-# A payload value is an id, a role or a code: no spaces, so no name or sentence fits in it.
-_VALUE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# A payload value is an id, a role or a code, or a comma-separated list of codes: no spaces, so
+# no name or sentence fits in it.
+_CODE = r"[A-Za-z0-9_.:-]{1,64}"
+_VALUE = re.compile(rf"{_CODE}(,{_CODE}){{0,31}}")
 
 
 @dataclass(frozen=True)
@@ -88,8 +94,12 @@ class ApprovalStore(Protocol):
         """Every request stored as pending, oldest first (expired ones too, until they are marked)."""
         ...
 
-    def close(self, request: ApprovalRequest) -> bool:
-        """Store the request's new status and decision if it is still pending; False if another won."""
+    def close(self, request: ApprovalRequest, expected: ApprovalStatus = "pending") -> bool:
+        """Store the request's new status and decision if it is still `expected`; False if another won."""
+        ...
+
+    def approved(self) -> list[ApprovalRequest]:
+        """Every request approved and not yet executed (a kind carried out later), oldest first."""
         ...
 
 
@@ -122,6 +132,7 @@ class ApprovalKind(Generic[U]):
     lifetime: timedelta = timedelta(days=3)
     categories: frozenset[str] = frozenset()  # personal-data categories the action touches
     unavailable: str | None = None  # why it cannot be requested yet
+    execute_later: bool = False  # approval stores `approved`; the requester executes it later
 
     def check(self, uow: U, payload: Payload) -> None:
         """Refuse a payload that makes no sense now; runs when asked and again before approval."""
@@ -143,6 +154,9 @@ class ApprovalKind(Generic[U]):
     def execute(self, uow: U, request: ApprovalRequest) -> str:
         """Carry the action out inside the approver's transaction (no commit); returns a log line."""
         raise Unavailable("kind_not_available", self.unavailable or f"'{self.code}' cannot be executed.")
+
+    def closed(self, uow: U, request: ApprovalRequest) -> None:
+        """Inside the transaction that refuses or expires the request (no commit): undo what asking set up."""
 
 
 class KindRegistry(Generic[U]):
@@ -179,6 +193,14 @@ def canonical_payload(kind: ApprovalKind[U], payload: Payload) -> str:
 def request(uow: U, kinds: KindRegistry[U], kind: str, payload: Payload, reason: str) -> ApprovalRequest:
     """File a request for a second account's approval; nothing else changes until it is approved."""
     _require_four_eyes(uow)
+    created = file_request(uow, kinds, kind, payload, reason)
+    uow.commit()
+    return created
+
+
+def file_request(uow: U, kinds: KindRegistry[U], kind: str, payload: Payload, reason: str) -> ApprovalRequest:
+    """Inside the caller's transaction (no commit) and under its purpose: file a request, as part
+    of the step that needs it (a reviewer's 'same' decision files the merge it asks for)."""
     spec = kinds.get(kind)
     if spec.unavailable is not None:
         raise Unavailable("kind_not_available", spec.unavailable)
@@ -202,26 +224,30 @@ def request(uow: U, kinds: KindRegistry[U], kind: str, payload: Payload, reason:
     created = ApprovalRequest(new_id(), kind, key, body, text, actor.id, actor.role, now, now + spec.lifetime)
     uow.approvals.add(created)
     _log(uow, spec, created, "requested", now)
-    uow.commit()
     return created
 
 
 def approve(uow: U, kinds: KindRegistry[U], request_id: str, note: str | None = None) -> Approved:
-    """Approve and execute in one transaction; of two approvers at once, exactly one wins."""
+    """Approve and execute in one transaction; of two approvers at once, exactly one wins. A kind
+    executed later is only stored `approved` (outcome `awaiting_execution`)."""
     _require_four_eyes(uow)
     text = clean_text(note or "", "note", MAX_NOTE, required=False) or None
     found, spec = _decidable(uow, kinds, request_id)
     _require_approver(uow, spec, found)
     spec.check(uow, found.data)
     now, actor = uow.clock.now(), uow.context.actor
+    status: ApprovalStatus = "approved" if spec.execute_later else "executed"
     decided = replace(
-        found, status="executed", decided_by=actor.id, decided_role=actor.role, decided_at=now, decision_note=text
+        found, status=status, decided_by=actor.id, decided_role=actor.role, decided_at=now, decision_note=text
     )
     # The conditional update is the transaction's first write: a second approver waits for it and
     # then finds the request no longer pending (PostgreSQL also locks the row when it is read).
     if not uow.approvals.close(decided):
         raise Conflict("approval_already_decided", "Someone decided this request at the same moment.")
     _log(uow, spec, decided, "approved", now)
+    if spec.execute_later:
+        uow.commit()
+        return Approved(decided, "awaiting_execution")
     outcome = spec.execute(uow, decided)
     _log(uow, spec, decided, "executed", now, outcome)
     uow.commit()
@@ -244,8 +270,36 @@ def refuse(uow: U, kinds: KindRegistry[U], request_id: str, note: str) -> Approv
     if not uow.approvals.close(decided):
         raise Conflict("approval_already_decided", "Someone decided this request at the same moment.")
     _log(uow, spec, decided, "refused", now, "withdrawn" if withdrawn else "")
+    spec.closed(uow, decided)
     uow.commit()
     return decided
+
+
+def execute_approved(uow: U, kinds: KindRegistry[U], request_id: str, kind: str) -> ApprovalRequest:
+    """Inside the caller's transaction (no commit; the caller commits with the work it does): mark
+    an approved `kind` request executed. Only the requester runs it, once, before it expires; an
+    expired one is marked (committed) and refused."""
+    found = uow.approvals.get(request_id, for_update=True) if is_id(request_id) else None
+    if found is None or found.kind != kind:
+        raise NotFound("unknown_request", f"There is no {kind} request with this id.")
+    spec = kinds.get(found.kind)
+    if uow.context.actor.id != found.requested_by:
+        raise Forbidden("not_the_requester", "Only the account that asked may carry out this request.")
+    now = uow.clock.now()
+    if found.status == "approved" and found.expired(now):
+        _expire(uow, spec, found, now)
+        uow.commit()
+    if found.status == "expired" or (found.status == "approved" and found.expired(now)):
+        raise Conflict("approval_expired", "This request has expired; ask again if it is still needed.")
+    if found.status == "pending":
+        raise Conflict("approval_not_approved", "This request is still waiting for a second account's approval.")
+    if found.status != "approved":
+        raise Conflict("approval_already_decided", f"This request is {found.status}; it cannot be carried out.")
+    executed = replace(found, status="executed")
+    if not uow.approvals.close(executed, expected="approved"):
+        raise Conflict("approval_already_decided", "This request was carried out at the same moment.")
+    _log(uow, spec, executed, "executed", now)
+    return executed
 
 
 def pending(uow: U, kinds: KindRegistry[U], *, everything: bool = False) -> list[ApprovalRequest]:
@@ -253,17 +307,22 @@ def pending(uow: U, kinds: KindRegistry[U], *, everything: bool = False) -> list
     (all of them with `everything`). Requests past their expiry are marked expired on the way."""
     _require_four_eyes(uow)
     now, actor = uow.clock.now(), uow.context.actor
-    live = []
-    for found in uow.approvals.pending():
-        if found.expired(now):
-            _expire(uow, kinds.get(found.kind), found, now)
-        else:
-            live.append(found)
+    expire_due(uow, kinds)
+    live = [found for found in uow.approvals.pending() if not found.expired(now)]
     uow.commit()
     if everything:
         return live
     allowed = kinds.approvable_by(actor.role)
     return [r for r in live if r.kind in allowed or r.requested_by == actor.id]
+
+
+def expire_due(uow: U, kinds: KindRegistry[U], kind: str | None = None) -> None:
+    """Inside the caller's transaction (no commit): mark pending or approved requests (of `kind`)
+    past their expiry expired, so what their kind set up is undone (a merge's pair reopens)."""
+    now = uow.clock.now()
+    for found in [*uow.approvals.pending(), *uow.approvals.approved()]:
+        if found.expired(now) and kind in (None, found.kind):
+            _expire(uow, kinds.get(found.kind), found, now)
 
 
 def _decidable(uow: U, kinds: KindRegistry[U], request_id: str) -> tuple[ApprovalRequest, ApprovalKind[U]]:
@@ -298,8 +357,10 @@ def _require_approver(uow: U, spec: ApprovalKind[U], found: ApprovalRequest) -> 
 
 
 def _expire(uow: U, spec: ApprovalKind[U], found: ApprovalRequest, now: datetime) -> None:
-    if uow.approvals.close(replace(found, status="expired")):
+    expired = replace(found, status="expired")
+    if uow.approvals.close(expired, expected=found.status):
         _log(uow, spec, found, "expired", now)
+        spec.closed(uow, expired)
 
 
 def _log(uow: U, spec: ApprovalKind[U], found: ApprovalRequest, step: str, now: datetime, outcome: str = "") -> None:

@@ -4,10 +4,16 @@
                       role changes and its open sessions end (they act in the old role).
     pin_reset         asked by a registrar, approved by another registrar or a reviewer: the
                       locked PIN is cleared; the holder chooses a new one at the desk.
-    person_merge      registered, not yet wired: a reviewer's "same" still merges at once.
+    person_merge      filed by a reviewer's "same" decision (dedup/review.py), approved by another
+                      reviewer or oversight: the two records are merged (dedup/merging.py), the
+                      merge's registry writes logged under `person_merge`. A refusal or expiry puts
+                      the pair back in the queue as open.
     rule_publication  decided in the program register (programs/publishing.py: propose, approve).
-    key_rotation      not yet available (no command yet).
-    bulk_export       not yet available (no command yet).
+    key_rotation      asked by oversight (`civicard keys rotate`), approved by another oversight
+                      account: the next issuer or checkpoint key generation starts; a compromised
+                      issuer kid stops verifying and its cards are revoked (governance/key_custody.py).
+    bulk_export       asked by program_admin or oversight, approved by oversight; carried out
+                      later, once, by the requester (governance/exports.py, `civicard export run`).
 
 A role grant is about a staff account, not a resident, so its log entries have no subject; a PIN
 reset is logged for the card holder. Neither touches a registry data category (purpose
@@ -20,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from civicard.dedup.merging import PERSON_MERGE, MergeUnit, merge_approved, mergeable_pair, reopen_pair
+from civicard.dedup.ports import ReviewUnitOfWork
 from civicard.governance import approvals
 from civicard.governance.approvals import (
     ApprovalKind,
@@ -28,23 +36,34 @@ from civicard.governance.approvals import (
     KindRegistry,
     Payload,
 )
-from civicard.identity.cards import CardUnitOfWork, card_with_locked_pin, clear_locked_pin, locked_pin_card
+from civicard.governance.exports import EXPORT_PAYLOAD, ExportStore, check_export, describe_export, export_subject
+from civicard.governance.key_custody import (
+    KeyGenerationStore,
+    check_rotation,
+    describe_rotation,
+    rotate,
+    rotation_payload,
+)
+from civicard.identity.cards import (
+    CardKeys,
+    CardPolicy,
+    CardUnitOfWork,
+    card_with_locked_pin,
+    clear_locked_pin,
+    locked_pin_card,
+)
 from civicard.identity.staff import check_staff_role, role_needs_totp
 from civicard.shared.errors import Conflict, InvalidInput, NotFound
 from civicard.shared.ids import is_id
-from civicard.transparency.access import Subject
+from civicard.shared.keys import RootKey
+from civicard.transparency.access import AccessContext, Subject
 
 ROLE_GRANT, PIN_RESET = "role_grant", "pin_reset"
-PERSON_MERGE, RULE_PUBLICATION, KEY_ROTATION, BULK_EXPORT = (
-    "person_merge",
+RULE_PUBLICATION, KEY_ROTATION, BULK_EXPORT = (
     "rule_publication",
     "key_rotation",
     "bulk_export",
-)
-PERSON_MERGE_PENDING = (
-    "Merges do not go through four-eyes approval yet: a reviewer's 'same' decision still merges at once "
-    "(dedup/review.py decide)."
-)
+)  # PERSON_MERGE (dedup/merging.py) is both the kind's code and the purpose its merge is logged under
 
 
 @dataclass(frozen=True)
@@ -66,11 +85,40 @@ class StaffDirectory(Protocol):
         ...
 
 
-class GovernedUnitOfWork(ApprovalUnitOfWork, CardUnitOfWork, Protocol):
-    """What executing today's kinds needs: approvals, cards and staff accounts in one transaction."""
+class GovernedUnitOfWork(ApprovalUnitOfWork, ReviewUnitOfWork, CardUnitOfWork, Protocol):
+    """What executing today's kinds needs: approvals, the registry, cards, the duplicate queue and
+    staff accounts in one transaction, and the card keys a merge's replacement card is signed with."""
 
     @property
     def staff(self) -> StaffDirectory: ...
+    @property
+    def exports(self) -> ExportStore: ...
+    @property
+    def card_keys(self) -> CardKeys: ...
+    @property
+    def card_policy(self) -> CardPolicy: ...
+    @property
+    def key_generations(self) -> KeyGenerationStore: ...
+    @property
+    def root_key(self) -> RootKey | None:
+        """The root key, where it is loaded: a key rotation derives the next generation from it."""
+        ...
+
+
+class KeyRotation(ApprovalKind[GovernedUnitOfWork]):
+    """Start the next generation of a signing key (governance/key_custody.py); one request per key."""
+
+    def check(self, uow: GovernedUnitOfWork, payload: Payload) -> None:
+        check_rotation(uow, payload)
+
+    def subject_key(self, payload: Payload) -> str:
+        return f"keys:{payload['purpose']}"
+
+    def describe(self, payload: Payload) -> str:
+        return describe_rotation(payload)
+
+    def execute(self, uow: GovernedUnitOfWork, request: ApprovalRequest) -> str:
+        return rotate(uow, request)
 
 
 class RoleGrant(ApprovalKind[GovernedUnitOfWork]):
@@ -117,6 +165,48 @@ class PinReset(ApprovalKind[GovernedUnitOfWork]):
         return "pin_cleared"
 
 
+class PersonMerge(ApprovalKind[GovernedUnitOfWork]):
+    """Merge the two records of a pair a reviewer decided 'same' (dedup/merging.py)."""
+
+    def check(self, uow: GovernedUnitOfWork, payload: Payload) -> None:
+        mergeable_pair(uow, payload["candidate_id"], payload["survivor_id"])
+
+    def subject_key(self, payload: Payload) -> str:
+        return merge_subject(payload["candidate_id"])
+
+    def subjects(self, uow: GovernedUnitOfWork, payload: Payload) -> list[Subject]:
+        candidate = uow.duplicates.candidate(payload["candidate_id"])
+        return [Subject.person(p) for p in candidate.person_ids] if candidate else []
+
+    def describe(self, payload: Payload) -> str:
+        return (
+            f"Merge the pair {payload['candidate_id']} decided 'same': "
+            f"the other record becomes an alias of {payload['survivor_id']}"
+        )
+
+    def execute(self, uow: GovernedUnitOfWork, request: ApprovalRequest) -> str:
+        context = AccessContext(uow.context.actor, PERSON_MERGE)
+        merge, needs_pin = merge_approved(MergeUnit(uow, context), uow.card_keys, request.data, uow.card_policy)
+        outcome = f"merge={merge.id} survivor={merge.survivor_id} merged={merge.merged_id}"
+        return outcome + (" survivor_needs_pin" if needs_pin else "")
+
+    def closed(self, uow: GovernedUnitOfWork, request: ApprovalRequest) -> None:
+        reopen_pair(uow, request.data["candidate_id"], request.id)
+
+
+class BulkExport(ApprovalKind[GovernedUnitOfWork]):
+    """Export chosen registry fields of the members of a program's eligible households (exports.py)."""
+
+    def check(self, uow: GovernedUnitOfWork, payload: Payload) -> None:
+        check_export(uow, payload)
+
+    def subject_key(self, payload: Payload) -> str:
+        return export_subject(payload)
+
+    def describe(self, payload: Payload) -> str:
+        return describe_export(payload)
+
+
 KINDS: KindRegistry[GovernedUnitOfWork] = KindRegistry(
     [
         RoleGrant(
@@ -135,13 +225,13 @@ KINDS: KindRegistry[GovernedUnitOfWork] = KindRegistry(
             fields=("card_id",),
             lifetime=timedelta(days=2),
         ),
-        ApprovalKind(
+        PersonMerge(
             PERSON_MERGE,
             "Merge two records of one person",
             requesters=frozenset({"reviewer"}),
             approvers=frozenset({"reviewer", "oversight"}),
             fields=("candidate_id", "survivor_id"),
-            unavailable=PERSON_MERGE_PENDING,
+            lifetime=timedelta(days=7),
         ),
         ApprovalKind(
             RULE_PUBLICATION,
@@ -151,19 +241,22 @@ KINDS: KindRegistry[GovernedUnitOfWork] = KindRegistry(
             unavailable="Rule versions are approved in the program register: one program administrator proposes, "
             "another approves (civicard programs propose / approve); `civicard approvals list` shows those waiting.",
         ),
-        ApprovalKind(
+        KeyRotation(
             KEY_ROTATION,
-            "Rotate a signing or root key",
+            "Rotate a signing key",
             requesters=frozenset({"oversight"}),
             approvers=frozenset({"oversight"}),
-            unavailable="Not yet available: civicard has no key-rotation command yet; it will ask here.",
+            fields=("purpose", "generation", "compromised"),
+            lifetime=timedelta(days=2),
         ),
-        ApprovalKind(
+        BulkExport(
             BULK_EXPORT,
             "Export personal data in bulk",
             requesters=frozenset({"program_admin", "oversight"}),
             approvers=frozenset({"oversight"}),
-            unavailable="Not yet available: civicard has no bulk export of personal data yet; it will ask here.",
+            fields=EXPORT_PAYLOAD,
+            lifetime=timedelta(days=3),
+            execute_later=True,
         ),
     ]
 )
@@ -182,6 +275,22 @@ def request_pin_unlock(uow: GovernedUnitOfWork, handle: str, reason: str) -> App
     """Ask for the locked PIN of the card `handle` to be cleared; a second registrar or reviewer approves."""
     card = locked_pin_card(uow, handle)
     return approvals.request(uow, KINDS, PIN_RESET, {"card_id": card.id}, reason)
+
+
+def file_person_merge(uow: GovernedUnitOfWork, candidate_id: str, survivor_id: str, reason: str) -> ApprovalRequest:
+    """Inside the reviewer's 'same' decision (no commit): ask a second account to carry out the merge."""
+    payload = {"candidate_id": candidate_id, "survivor_id": survivor_id}
+    return approvals.file_request(uow, KINDS, PERSON_MERGE, payload, reason)
+
+
+def merge_subject(candidate_id: str) -> str:
+    """The subject key of a pair's `person_merge` request (to find the one pending, if any)."""
+    return f"merge:{candidate_id}"
+
+
+def request_key_rotation(uow: GovernedUnitOfWork, purpose: str, reason: str, compromised: bool) -> ApprovalRequest:
+    """Ask for the next generation of the issuer or checkpoint key; another oversight account approves."""
+    return approvals.request(uow, KINDS, KEY_ROTATION, rotation_payload(uow, purpose, compromised), reason)
 
 
 def pin_reset_subject(card_id: str) -> str:

@@ -20,10 +20,19 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Literal, Protocol
 
 from civicard.identity.card_print import CardFace, render_cards
-from civicard.identity.credentials import CardClaims, IssuerKey, Keyring, issue_token, new_handle, parse_handle
+from civicard.identity.credentials import (
+    CardClaims,
+    IssuerKey,
+    Keyring,
+    issue_token,
+    new_handle,
+    parse_handle,
+    parse_sign1,
+)
 from civicard.identity.pins import (
     PinCounter,
     PinOutcome,
@@ -50,8 +59,9 @@ from civicard.shared.ids import is_id, new_id
 from civicard.shared.keys import RootKey
 from civicard.transparency.access import AccessContext, AccessLog, Subject, disclose, record_change
 
-ISSUER_KID = 1  # the generation that signs new cards; raise it to rotate (see credentials.py)
-PUBLISHED_KIDS = (1,)  # every generation a card in circulation may be signed with
+# Without any key generation recorded (governance/key_custody.py), kid 1 signs and is the only one published.
+ISSUER_KID = 1
+PUBLISHED_KIDS = (1,)
 STATUS_LIST_CAPACITY = 2**26
 CARD_VALIDITY = timedelta(days=5 * 365)
 STATUS_LIST_URI = "/v1/status-list"
@@ -61,8 +71,9 @@ CardStatus = Literal["valid", "suspended", "revoked"]
 LISTED_STATUS = {"suspended": SUSPENDED, "revoked": INVALID}
 # Reason codes, never free text: they reach logs and the public status history without personal detail.
 REVOKE_REASONS = frozenset(
-    {"lost", "stolen", "damaged", "deceased", "fraud", "holder_request", "data_changed", "duplicate"}
+    {"lost", "stolen", "damaged", "deceased", "fraud", "holder_request", "data_changed", "duplicate", "key_compromised"}
 )
+KEY_COMPROMISED = "key_compromised"
 SUSPEND_REASONS = frozenset({"reported_missing", "investigation", "holder_request"})
 REINSTATE_REASONS = frozenset({"found", "investigation_closed", "holder_request"})
 _STATUS_ACTIONS = {"valid": "card.reinstated", "suspended": "card.suspended", "revoked": "card.revoked"}
@@ -82,7 +93,11 @@ DEFAULT_POLICY = CardPolicy()
 
 @dataclass(frozen=True)
 class CardKeys:
-    """Issuer keys by kid and the PIN pepper, all derived from the root key and held only in memory."""
+    """Issuer keys by kid and the PIN pepper, all derived from the root key and held only in memory.
+
+    `issuers` holds every published generation (the current one and those retired while cards they
+    signed are in circulation); a compromised generation is left out, so its cards stop verifying.
+    """
 
     issuers: dict[int, IssuerKey]
     current_kid: int
@@ -97,9 +112,9 @@ class CardKeys:
     def current(self) -> IssuerKey:
         return self.issuers[self.current_kid]
 
-    @property
+    @cached_property
     def keyring(self) -> Keyring:
-        """The public keys to publish (`/v1/keys`, `civicard cards keys`)."""
+        """The public keys to publish (`/v1/keys`, `civicard cards keys`); parsed once per key set."""
         return Keyring.of(self.issuers.values())
 
 
@@ -159,6 +174,10 @@ class CardStore(Protocol):
     def slot_taken(self, index: int) -> bool: ...
     def save_status(self, card: Card) -> None: ...
     def listed_statuses(self) -> list[tuple[int, str]]: ...
+    def live_signed_by(self, kid: int) -> list[Card]:
+        """Cards not revoked whose token the issuer key `kid` signs."""
+        ...
+
     def pin(self, card_id: str, for_update: bool = False) -> StoredPin | None: ...
     def save_pin(self, card_id: str, pin_hash: str, at: datetime, by: str) -> None: ...
     def save_pin_counter(self, card_id: str, counter: PinCounter) -> None: ...
@@ -298,6 +317,27 @@ def revoke_person_cards(
         _log(uow, person_id, "card.revoked", card)
         revoked.append(card)
     if revoked:
+        _publish(uow, keys, policy)
+    return revoked
+
+
+def revoke_cards_signed_by(
+    uow: CardUnitOfWork, keys: CardKeys, kid: int, approval_id: str, policy: CardPolicy = DEFAULT_POLICY
+) -> list[Card]:
+    """Inside the caller's transaction (no commit): revoke every card still valid or suspended whose
+    token the issuer key `kid` signed (`key_compromised`), and publish the list signed by `keys.current`.
+
+    Runs as the second half of an approved compromise rotation (purpose `four_eyes`): the entries
+    name the holder but no registry category, like a cleared PIN — a card is a credential. Holders
+    get a new card at the desk (`issue_card` once the old one is revoked).
+    """
+    revoked = []
+    for found in uow.cards.live_signed_by(kid):
+        card = _change_status(uow, _require_card(uow, found.handle, for_update=True), "revoked", KEY_COMPROMISED)
+        detail = f"card.revoked card={card.id} reason={KEY_COMPROMISED} approval={approval_id}"
+        record_change(uow.access_log, uow.context, [Subject.person(card.person_id)], [], detail, uow.clock.now())
+        revoked.append(card)
+    if uow.cards.latest_status_list() is not None:
         _publish(uow, keys, policy)
     return revoked
 
@@ -502,7 +542,8 @@ def _publish(uow: CardUnitOfWork, keys: CardKeys, policy: CardPolicy) -> Publish
     now = uow.clock.now()
     token = new_token(status, policy.status_list_uri, latest.version + 1 if latest else 1, now)
     delta = None
-    if latest is not None:
+    # A list signed by a key no longer published (compromised) gets no delta: terminals fetch the new list whole.
+    if latest is not None and keys.keyring.get(parse_sign1(latest.signed_list, "status_list").kid) is not None:
         held = verify_status_list(latest.signed_list, keys.keyring)
         if (held.uri, held.status.size) == (token.uri, status.size):
             delta = sign_delta(diff(held, token), keys.current, now)

@@ -15,8 +15,9 @@ claim and terminals know the list's URI out of band. A token is 116–120 bytes 
 
 Issuer keys: kid n (one byte) signs with the Ed25519 key whose seed is
 `root_key.derive("identity:issuer:<n>")` — nothing to store, back up or leak from the database.
-Rotation: issue with n + 1 and keep n in the published keyring until the last card signed with n
-expires; then drop it. A compromised kid is dropped at once and its cards are re-issued.
+Rotation (governance/key_custody.py, `civicard keys rotate issuer`): issue with n + 1 and keep n in
+the published keyring until the last card signed with n expires; then drop it. A compromised kid is
+dropped at once, its cards are revoked and their holders get new ones.
 """
 
 from __future__ import annotations

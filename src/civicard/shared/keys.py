@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
+import secrets
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 ROOT_KEY_BYTES = 32
+FINGERPRINT_LABEL = "root-key:fingerprint"
 
 
 class RootKeyError(ValueError):
@@ -33,6 +36,11 @@ def parse_root_key(text: str) -> bytes:
     return raw
 
 
+def new_root_key_text() -> str:
+    """A fresh random root key, base64 (what CIVICARD_ROOT_KEY holds)."""
+    return base64.b64encode(secrets.token_bytes(ROOT_KEY_BYTES)).decode()
+
+
 class RootKey:
     def __init__(self, raw: bytes) -> None:
         if len(raw) < ROOT_KEY_BYTES:
@@ -43,6 +51,12 @@ class RootKey:
         """A subkey for one purpose, e.g. `derive("pseudonym:vendor")`. Stable for a given root."""
         hkdf = HKDF(algorithm=hashes.SHA256(), length=length, salt=b"civicard-v1", info=label.encode())
         return hkdf.derive(self._raw)
+
+    def fingerprint(self) -> str:
+        """A short public name of this root key, to store and compare: HMAC-SHA256 of a fixed label
+        under a derived subkey, so it reveals nothing about the key or any other subkey."""
+        mac = hmac.new(self.derive(FINGERPRINT_LABEL), b"civicard root key fingerprint v1", "sha256").hexdigest()
+        return "-".join(mac[i : i + 4] for i in range(0, 20, 4))
 
     def __repr__(self) -> str:  # never print key material
         return "RootKey(<secret>)"

@@ -35,7 +35,7 @@ from civicard.shared.keys import RootKey
 from civicard.transparency.log_entries import format_time, parse_time
 
 DEFAULT_ORIGIN = "civicard.example/log"
-SIGNING_KEY_LABEL = "transparency:checkpoint-signing"
+SIGNING_KEY_LABEL = "transparency:checkpoint-signing"  # generation 0; generation n ≥ 1 appends ":<n>"
 EM_DASH = "\u2014"
 ED25519_TYPE = 0x01
 ROOT_HASH_BYTES = 32
@@ -175,22 +175,38 @@ class VerifierKey:
         return True
 
 
+@dataclass(frozen=True)
+class VerifierKeyring(VerifierKey):
+    """The log's current verifier key and its earlier generations (after `civicard keys rotate
+    checkpoint`): a checkpoint verifies under the generation that signed it, found by key ID.
+    Everything else — the key ID, `to_vkey()`, what new checkpoints are signed with — is the current key's."""
+
+    earlier: tuple[VerifierKey, ...] = ()
+
+    def verify(self, note: SignedNote) -> bool:
+        return any(VerifierKey.verify(key, note) for key in (self, *self.earlier))
+
+
 class NoteSigner:
     """Ed25519 signer of notes. The log's key is derived from the root key, never stored."""
 
-    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
+    def __init__(self, name: str, private_key: Ed25519PrivateKey, earlier: tuple[VerifierKey, ...] = ()) -> None:
         self.name = check_key_name(name)
         self._private = private_key
         public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        self.verifier = VerifierKey(name, public)
+        self.verifier: VerifierKey = VerifierKeyring(name, public, earlier) if earlier else VerifierKey(name, public)
 
     @classmethod
     def from_seed(cls, name: str, seed: bytes) -> NoteSigner:
         return cls(name, Ed25519PrivateKey.from_private_bytes(seed))
 
     @classmethod
-    def from_root_key(cls, root_key: RootKey, name: str = DEFAULT_ORIGIN) -> NoteSigner:
-        return cls.from_seed(name, root_key.derive(SIGNING_KEY_LABEL))
+    def from_root_key(
+        cls, root_key: RootKey, name: str = DEFAULT_ORIGIN, generation: int = 0, earlier: tuple[int, ...] = ()
+    ) -> NoteSigner:
+        """The signer of key generation `generation`; its verifier also accepts the `earlier` generations."""
+        older = tuple(cls.from_seed(name, root_key.derive(signing_key_label(g))).verifier for g in earlier)
+        return cls(name, Ed25519PrivateKey.from_private_bytes(root_key.derive(signing_key_label(generation))), older)
 
     def sign(self, text: str) -> NoteSignature:
         return NoteSignature(self.name, self.verifier.key_id, self._private.sign(text.encode()))
@@ -202,6 +218,13 @@ class NoteSigner:
 
     def __repr__(self) -> str:  # never print key material
         return f"NoteSigner({self.verifier.to_vkey()})"
+
+
+def signing_key_label(generation: int) -> str:
+    """Generation 0 keeps the original label, so logs signed before key custody still verify."""
+    if generation < 0:
+        raise InvalidInput("key_generation_invalid", "A key generation is 0 or more.")
+    return SIGNING_KEY_LABEL if generation == 0 else f"{SIGNING_KEY_LABEL}:{generation}"
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -70,8 +70,8 @@ def create_app(container: Container) -> FastAPI:
     app.add_middleware(SecurityHeaders)  # CSP, no framing, no cross-site referrer, HSTS over HTTPS
     install_observability(app, container)  # request ids, one log line per request, GET /metrics
     app.include_router(registry_router)
-    app.include_router(session_router)
     app.include_router(life_event_router)
+    app.include_router(session_router)
     app.include_router(log_router)
     app.include_router(card_router)
     app.include_router(dedup_router)
@@ -90,9 +90,9 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(card_pages_router)
     app.include_router(registrar_pages_router)
     app.include_router(enroll_pages_router)
+    app.include_router(life_event_pages_router)
     app.include_router(review_pages_router)
     app.include_router(appeal_pages_router)
-    app.include_router(life_event_pages_router)
     app.include_router(correction_pages_router)
     app.include_router(cycle_pages_router)
     app.include_router(program_pages_router)

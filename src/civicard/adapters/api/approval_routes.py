@@ -5,7 +5,9 @@ list shows the pending requests the caller's role may approve and the caller's o
 expired ones on the way), plus — for program administrators — the rule versions waiting for a
 second program administrator, which are decided in the program register (/v1/program-versions).
 Requests are filed where the action lives: `civicard users grant`, the registrar's card page or
-`civicard cards request-unlock`.
+`civicard cards request-unlock`, a reviewer's 'same' decision (a person merge, carried out on
+approval) and `civicard export request` (a bulk export: approval stores it `approved`; its
+requester runs it once with `civicard export run`).
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ class ApprovalOut(BaseModel):
     requested_role: str
     requested_at: datetime
     expires_at: datetime
-    status: str = Field(description="pending, executed, refused or expired.")
+    status: str = Field(
+        description="pending, approved (its requester carries it out later), executed, refused or expired."
+    )
     decided_by: str | None
     decided_role: str | None
     decided_at: datetime | None
@@ -102,11 +106,14 @@ class RefuseIn(Body):
 
 class ApprovedOut(BaseModel):
     request: ApprovalOut
-    outcome: str = Field(description='What the execution did, as logged (e.g. "pin_cleared").')
+    outcome: str = Field(
+        description='What the execution did, as logged (e.g. "pin_cleared"), or "awaiting_execution" for a '
+        "bulk export, which its requester runs once (civicard export run)."
+    )
 
 
 def _uow(app: Container, access: AccessContext) -> SqlApprovalUnitOfWork:
-    return SqlApprovalUnitOfWork(app.engine, access, app.clock)
+    return SqlApprovalUnitOfWork(app.engine, access, app.clock, card_keys=app.card_keys, root_key=app.root_key)
 
 
 @router.get("/approvals", responses=PROBLEMS)

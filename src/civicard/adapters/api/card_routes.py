@@ -13,7 +13,6 @@ from fastapi.responses import Response
 
 from civicard.adapters.api.access import App
 from civicard.adapters.db.card_store import PublishedCardMaterial
-from civicard.identity.cards import CardKeys
 from civicard.shared.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["cards"])
@@ -27,13 +26,13 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not publishe
 @router.get("/keys", response_class=Response, responses={200: {"content": {COSE_KEY_SET: {}}}})
 def card_keys(app: App) -> Response:
     """The COSE_KeySet of every issuer key a card in circulation may be signed with."""
-    return Response(CardKeys.derive(app.root_key).keyring.cose_key_set(), media_type=COSE_KEY_SET, headers=CACHE)
+    return Response(app.card_keys.keyring.cose_key_set(), media_type=COSE_KEY_SET, headers=CACHE)
 
 
 @router.get("/keys.jwks")
 def card_keys_jwks(app: App) -> dict[str, Any]:
     """The same keys as a JWK Set, for JOSE tooling."""
-    return CardKeys.derive(app.root_key).keyring.jwks()
+    return app.card_keys.keyring.jwks()
 
 
 @router.get("/status-list", response_class=Response, responses={200: {"content": {STATUS_LIST: {}}}, **NOT_FOUND})

@@ -66,9 +66,10 @@ def read_case(candidate_id: str, app: App, access: Access) -> CaseOut:
 
 @router.post("/duplicates/{candidate_id}/decision", responses=PROBLEMS)
 def decide(candidate_id: str, body: DecisionIn, app: App, access: Access) -> DecisionOut:
-    """same (merge: the other record becomes an alias, its card is revoked), different (remembered), unsure."""
+    """same (files a merge request: once a second reviewer or oversight account approves it, the other
+    record becomes an alias and its card is revoked), different (remembered), unsure."""
     with _uow(app, access) as uow:
-        decided = review.decide(uow, app.card_keys, candidate_id, body.decision, body.note, body.survivor_id)
+        decided = review.decide(uow, candidate_id, body.decision, body.note, body.survivor_id)
     return DecisionOut.of(decided)
 
 

@@ -163,6 +163,9 @@ class CaseOut(BaseModel):
     right: CaseSideOut
     categories: list[str] = Field(description="Data categories the duplicate_review purpose allowed.")
     merges: list[MergeOut] = Field(description="Every merge ever made between these two records, undone or not.")
+    merge_request_id: str | None = Field(
+        default=None, description="A 'same' decision's merge waiting for a second account (/v1/approvals)."
+    )
 
     @classmethod
     def of(cls, case: Case) -> CaseOut:
@@ -172,22 +175,22 @@ class CaseOut(BaseModel):
             right=CaseSideOut.of(case.right),
             categories=sorted(case.categories),
             merges=[MergeOut.of(m) for m in case.merges],
+            merge_request_id=case.merge_request_id,
         )
 
 
 class DecisionOut(BaseModel):
     candidate: CandidateOut
-    merge: MergeOut | None
+    merge_request_id: str | None = Field(
+        description="'same': the four-eyes merge request now waiting; a second reviewer or oversight account "
+        "approves it (POST /v1/approvals/{id}/approve), which merges the records."
+    )
     released: list[str] = Field(description="Held records this decision made active.")
-    survivor_needs_pin: bool = Field(description="The survivor got a replacement card; set its PIN at the desk.")
 
     @classmethod
     def of(cls, d: Decided) -> DecisionOut:
         return cls(
-            candidate=CandidateOut.of(d.candidate),
-            merge=MergeOut.of(d.merge) if d.merge else None,
-            released=list(d.released),
-            survivor_needs_pin=d.survivor_needs_pin,
+            candidate=CandidateOut.of(d.candidate), merge_request_id=d.merge_request_id, released=list(d.released)
         )
 
 

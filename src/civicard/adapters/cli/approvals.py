@@ -36,7 +36,9 @@ def as_staff(built: Container, username: str, action: Callable[[SqlApprovalUnitO
 
     def step() -> T:
         context = AccessContext(staff_actor(built.engine, username), FOUR_EYES)
-        with SqlApprovalUnitOfWork(built.engine, context, built.clock) as uow:
+        with SqlApprovalUnitOfWork(
+            built.engine, context, built.clock, card_keys=built.card_keys, root_key=built.root_key
+        ) as uow:
             return action(uow)
 
     return _run(step)
@@ -93,12 +95,17 @@ def approvals_approve(
     by: By,
     note: Annotated[str, typer.Option("--note", help="Why you approve (optional).")] = "",
 ) -> None:
-    """Approve a request as another account than the requester: the action is carried out at once."""
+    """Approve a request as another account than the requester: the action is carried out at once
+    (a bulk export is only approved: its requester runs it with `civicard export run`)."""
     from civicard.adapters.cli.main import container, out
 
     with container() as built:
         done = as_staff(built, by, lambda uow: approvals.approve(uow, KINDS, request_id, note or None))
         names = {a.id: a.username for a in auth_store(built).list_staff_accounts()}
+    if done.request.status == "approved":  # a kind its requester carries out later (a bulk export)
+        out.print(f"approved {done.request.id}: {describe(done.request, names)}", highlight=False)
+        out.print("  the requester carries it out once, before it expires (civicard export run)", highlight=False)
+        return
     out.print(f"approved and executed {done.request.id}: {describe(done.request, names)}", highlight=False)
     out.print(f"  {done.outcome}", highlight=False)
 

@@ -52,7 +52,7 @@ def _run(action: Callable[[Container, SqlCardUnitOfWork, CardKeys], T]) -> T:
 
     with container() as built:
         context = AccessContext(Actor(operator(), "registrar"), "card_service")
-        keys = CardKeys.derive(built.root_key)
+        keys = built.card_keys
 
         def step() -> T:
             with SqlCardUnitOfWork(built.engine, context, built.clock) as uow:
@@ -153,7 +153,7 @@ def cards_keys(
     from civicard.adapters.cli.main import container
 
     with container() as built:
-        keyring = CardKeys.derive(built.root_key).keyring
+        keyring = built.card_keys.keyring
     if out_file is None:
         out.print(json.dumps(keyring.jwks(), indent=2), highlight=False, soft_wrap=True)
         return
@@ -173,9 +173,7 @@ def cards_verify(code: Annotated[str, typer.Argument(help="The token text (CC1:â
         latest = PublishedCardMaterial(built.engine).latest()
         if latest is None:
             raise fail("no status list has been published yet (status_list_missing)")
-        verifier = OfflineVerifier.from_published(
-            CardKeys.derive(built.root_key).keyring.cose_key_set(), latest.signed_list
-        )
+        verifier = OfflineVerifier.from_published(built.card_keys.keyring.cose_key_set(), latest.signed_list)
         now = built.clock.now()
         result = verifier.check_image(image.read_bytes(), now) if image else verifier.check(code, now)
     _report(result)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +17,8 @@ from civicard.adapters.cli.backup import backup, restore
 from civicard.adapters.cli.cards import cards_app
 from civicard.adapters.cli.cycle import cycle_app
 from civicard.adapters.cli.dedup import dedup_app
+from civicard.adapters.cli.export import export_app
+from civicard.adapters.cli.keys import keys_app
 from civicard.adapters.cli.programs import programs_app
 from civicard.adapters.cli.retention import retention_app
 from civicard.adapters.cli.rules import rules_app
@@ -34,7 +34,6 @@ app = typer.Typer(help="civicard: identity cards and need-based benefits.", no_a
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 population_app = typer.Typer(help="Synthetic populations for demos, tests and benchmarks.", no_args_is_help=True)
 registry_app = typer.Typer(help="The registry of persons and households.", no_args_is_help=True)
-keys_app = typer.Typer(help="Root key handling.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(population_app, name="population")
 app.add_typer(registry_app, name="registry")
@@ -44,6 +43,7 @@ app.add_typer(approvals_app, name="approvals")
 app.add_typer(audit_app, name="audit")
 app.add_typer(cards_app, name="cards")
 app.add_typer(dedup_app, name="dedup")
+app.add_typer(export_app, name="export")
 app.add_typer(rules_app, name="rules")
 app.add_typer(programs_app, name="programs")
 app.add_typer(cycle_app, name="cycle")
@@ -92,6 +92,7 @@ def run_checked(action: Callable[[], T]) -> T:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema to the latest revision (the only way the schema is made)."""
+    from civicard.adapters.db.key_store import record_root_fingerprint
     from civicard.adapters.db.migrate import current_revision, upgrade
 
     url = load_settings().effective_database_url
@@ -100,12 +101,8 @@ def db_upgrade() -> None:
     except Exception as exc:  # surface the driver's reason in one line, never a traceback
         raise fail(f"migration failed: {str(exc).splitlines()[0]}") from None
     out.print(f"schema at revision {current_revision(url)}")
-
-
-@keys_app.command("generate")
-def keys_generate() -> None:
-    """Print a new random root key for CIVICARD_ROOT_KEY (store it outside the database)."""
-    out.print(base64.b64encode(secrets.token_bytes(32)).decode())
+    with container() as built:  # the first upgrade with a root key records its fingerprint
+        run_checked(lambda: record_root_fingerprint(built.engine, built.root_key, built.clock, "cli:db-upgrade"))
 
 
 @app.command()

@@ -1,5 +1,6 @@
 """Four-eyes approvals in the database (table approval_requests, migration 0010_approvals), the
-staff accounts a role grant changes, and the unit of work that executes approvals."""
+staff accounts a role grant changes, and the unit of work that executes approvals (and that a
+duplicate reviewer's decision runs in, since 'same' files a merge request)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from sqlalchemy.exc import IntegrityError
 
 from civicard.adapters.db import tables as t
 from civicard.adapters.db.card_store import SqlCardUnitOfWork
-from civicard.governance.approvals import ApprovalRequest
+from civicard.adapters.db.export_store import SqlExports
+from civicard.adapters.db.key_store import SqlKeyGenerations
+from civicard.governance.approvals import ApprovalRequest, ApprovalStatus
 from civicard.governance.kinds import StaffRecord
+from civicard.identity.cards import DEFAULT_POLICY, CardKeys, CardPolicy
 from civicard.identity.staff import normalise_username
-from civicard.shared.clock import as_utc
-from civicard.shared.errors import Conflict, Forbidden, NotFound
-from civicard.transparency.access import Actor
+from civicard.shared.clock import Clock, as_utc
+from civicard.shared.errors import Conflict, Forbidden, NotFound, Unavailable
+from civicard.shared.keys import RootKey
+from civicard.transparency.access import AccessContext, Actor
 
 _COLUMNS = tuple(c.name for c in t.approval_requests.columns)
 _TIMES = ("requested_at", "expires_at", "decided_at")
@@ -50,11 +55,16 @@ class SqlApprovals:
         query = sa.select(t.approval_requests).where(c.status == "pending").order_by(c.requested_at, c.id)
         return [_request(r) for r in self.conn.execute(query)]
 
-    def close(self, request: ApprovalRequest) -> bool:
+    def approved(self) -> list[ApprovalRequest]:
+        c = t.approval_requests.c
+        query = sa.select(t.approval_requests).where(c.status == "approved").order_by(c.requested_at, c.id)
+        return [_request(r) for r in self.conn.execute(query)]
+
+    def close(self, request: ApprovalRequest, expected: ApprovalStatus = "pending") -> bool:
         c = t.approval_requests.c
         result = self.conn.execute(
             sa.update(t.approval_requests)
-            .where(c.id == request.id, c.status == "pending")
+            .where(c.id == request.id, c.status == expected)
             .values({f: getattr(request, f) for f in _DECISION})
         )
         return int(result.rowcount) == 1
@@ -87,13 +97,40 @@ class SqlStaffDirectory:
 
 
 class SqlApprovalUnitOfWork(SqlCardUnitOfWork):
-    """The card unit of work plus approvals and staff accounts, on the same connection and transaction."""
+    """The card unit of work plus approvals, staff accounts and export rows, on the same connection
+    and transaction. `card_keys` is needed only to approve a merge (it may issue a replacement card)."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        context: AccessContext,
+        clock: Clock,
+        connection: sa.Connection | None = None,
+        *,
+        card_keys: CardKeys | None = None,
+        card_policy: CardPolicy = DEFAULT_POLICY,
+        root_key: RootKey | None = None,
+    ) -> None:
+        super().__init__(engine, context, clock, connection)
+        self._card_keys = card_keys
+        self.card_policy = card_policy
+        self.root_key = root_key  # only a key rotation needs it (governance/key_custody.py)
 
     def __enter__(self) -> SqlApprovalUnitOfWork:
         super().__enter__()
         self.approvals = SqlApprovals(self.connection)
         self.staff = SqlStaffDirectory(self.connection)
+        self.exports = SqlExports(self.connection)
+        self.key_generations = SqlKeyGenerations(self.connection)
         return self
+
+    @property
+    def card_keys(self) -> CardKeys:
+        if self._card_keys is None:
+            raise Unavailable(
+                "card_keys_missing", "This step cannot issue cards here; approve it where cards are issued."
+            )
+        return self._card_keys
 
 
 def staff_actor(engine: sa.Engine, username: str) -> Actor:

@@ -84,6 +84,11 @@ class SqlCards:
         rows = self.conn.execute(select(c.status_index, c.status).where(c.status != "valid"))
         return [(int(r.status_index), str(r.status)) for r in rows]
 
+    def live_signed_by(self, kid: int) -> list[Card]:
+        c = t.cards.c
+        query = select(t.cards).where(c.kid == kid, c.status != "revoked").order_by(c.id)
+        return [_card(row) for row in self.conn.execute(query)]
+
     def pin(self, card_id: str, for_update: bool = False) -> StoredPin | None:
         row = self.conn.execute(_PIN_LOCKED if for_update else _PIN, {"card_id": card_id}).first()
         if row is None:

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Row, and_, func, insert, or_, select, tuple_,
 from sqlalchemy.exc import IntegrityError
 
 from civicard.adapters.db import tables as t
-from civicard.adapters.db.card_store import SqlCardUnitOfWork
+from civicard.adapters.db.approval_store import SqlApprovalUnitOfWork
 from civicard.dedup.cases import PENDING, Candidate, CandidateStatus, Merge
 from civicard.dedup.pairs import Reason
 from civicard.registry.model import Membership, RecordStatus
@@ -166,8 +166,9 @@ class SqlDuplicates:
         return Membership(**{f: getattr(row, f) for f in _MEMBERSHIP_FIELDS}, recorded_at=as_utc(row.recorded_at))
 
 
-class SqlReviewUnitOfWork(SqlCardUnitOfWork):
-    """The card unit of work plus the duplicate queue, on the same connection and transaction."""
+class SqlReviewUnitOfWork(SqlApprovalUnitOfWork):
+    """The approval unit of work (registry, cards, approvals: a 'same' decision files a four-eyes
+    merge request) plus the duplicate queue, on the same connection and transaction."""
 
     def __enter__(self) -> SqlReviewUnitOfWork:
         super().__enter__()

@@ -818,6 +818,25 @@ erasures = Table(
     Column("records", Integer, nullable=False),
 )
 
+# Key custody (governance/key_custody.py, migration 0012_key_custody): one row per generation of
+# the card-issuer and log-checkpoint keys, plus one `root` row holding the root key's fingerprint.
+# Keys themselves are derived from the root key and never stored; `fingerprint` is public (of the
+# root: an HMAC under a derived key; of a generation: a hash of its public key).
+key_generations = Table(
+    "key_generations",
+    metadata,
+    Column("purpose", String(20), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", String(120), nullable=False),
+    Column("retired_at", Timestamp, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("approval_id", ID, nullable=True),
+    PrimaryKeyConstraint("purpose", "generation", name="pk_key_generations"),
+)
+
 # Cycles started from the program pages (adapters/db/cycle_job_store.py): stage and counts, so any
 # server worker answers the progress poll; `slot` is 'cycle' while one runs (unique: one at a time
 # across workers) and NULL once it has ended. Counts and codes only, no personal data.

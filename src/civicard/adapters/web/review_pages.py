@@ -25,10 +25,9 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_lo
 DUPLICATE_REVIEW = "duplicate_review"
 PAGE = 100
 NOTICES = {
-    "same": N_("Registros unidos: el otro registro es ahora un alias."),
+    "same": N_("Decisión registrada: la unión espera la aprobación de un segundo revisor."),
     "different": N_("Decidido: son personas distintas; no se volverá a proponer."),
     "unsure": N_("Marcado como dudoso: sigue en la cola."),
-    "pin": N_("El registro que queda recibió una tarjeta de reemplazo sin PIN: fíjelo en la ventanilla."),
     "undone": N_("Unión deshecha: el registro vuelve a ser independiente."),
     "restored": N_("Volvió a su hogar."),
     "reference_person_exists": N_("No volvió a su hogar: el hogar ya tiene otra persona de referencia."),
@@ -40,7 +39,6 @@ NOTICES = {
 
 def _uow(app: Container, session: ActiveSession) -> SqlReviewUnitOfWork:
     return SqlReviewUnitOfWork(app.engine, staff_context(session, DUPLICATE_REVIEW), app.clock)
-
 
 
 def _to_sign_in() -> RedirectResponse:
@@ -113,11 +111,10 @@ def decide_page(
         require_csrf(session, csrf_token)
         survivor = survivor_id if decision == "same" and survivor_id else None
         with _uow(app, session) as uow:
-            decided = review.decide(uow, app.card_keys, candidate_id, decision, note or None, survivor)
+            decided = review.decide(uow, candidate_id, decision, note or None, survivor)
     except DomainError as exc:
         return render_error(request, "review_case.html", exc, case=None, session=session)
-    notices = [decided.candidate.status] + (["pin"] if decided.survivor_needs_pin else [])
-    return _to_case(decided.candidate.id, notices)
+    return _to_case(decided.candidate.id, [decided.candidate.status])
 
 
 @router.post("/reviewer/merges/{merge_id}/undo", response_model=None)
