@@ -4,6 +4,7 @@ compromise procedure (revoke, rotate, re-issue) end to end; a wrong root key is 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
+from civicard.adapters.backup import create_backup
 from civicard.adapters.db import tables as t
 from civicard.adapters.db.approval_store import SqlApprovalUnitOfWork
 from civicard.adapters.db.auth_store import AuthStore
@@ -18,6 +20,7 @@ from civicard.adapters.db.card_store import SqlCardUnitOfWork
 from civicard.adapters.db.key_store import record_root_fingerprint
 from civicard.adapters.db.log_store import verify_stored_log
 from civicard.adapters.db.uow import SqlUnitOfWork
+from civicard.adapters.restore import RestoreRequest, restore_backup
 from civicard.bootstrap import Container
 from civicard.governance import approvals
 from civicard.governance.approvals import FOUR_EYES, Approved
@@ -35,6 +38,8 @@ from civicard.transparency.access import AccessContext, Actor
 from civicard.transparency.checkpoints import NoteSigner
 
 from ..conftest import REGISTRAR, Database
+from .backup_fixtures import container as backup_container
+from .backup_fixtures import empty_database
 
 ROOT = RootKey(b"\x0b" * 16 + bytes(range(16)))
 FAST = PasswordHashing(Argon2Params(time_cost=1, memory_cost=8, parallelism=1))
@@ -202,3 +207,32 @@ def test_a_process_started_with_another_root_key_is_refused(
     stranger = Container(settings, engine, clock, RootKey(bytes(range(100, 132))))
     assert _code(lambda: stranger.card_keys) == "root_key_mismatch"
     assert _code(lambda: stranger.log_signer) == "root_key_mismatch"
+
+
+def test_a_backup_made_after_a_checkpoint_rotation_restores_into_an_empty_database_and_verifies(
+    container: Container,
+    oversight: tuple[Actor, Actor, Actor],
+    engine: Engine,
+    clock: Clock,
+    db: Database,
+    tmp_path: Path,
+) -> None:
+    """The empty target knows only generation 0; the backup names generation 1 of the same root key."""
+    olga, otto, _ = oversight
+    _person(engine, clock, "52123456")
+    container.integrator.run_once(full=True)
+    _rotate(container, olga, otto, "checkpoint")
+    container.integrator.run_once(full=True)
+    archive = tmp_path / "rotated.tar"
+    made = create_backup(container, archive)
+    assert made.log_key == NoteSigner.from_root_key(ROOT, generation=1).verifier.to_vkey()
+
+    root_text = base64.b64encode(b"\x0b" * 16 + bytes(range(16))).decode()
+    with empty_database(db.backend, tmp_path) as url:
+        target = backup_container(url, tmp_path / "target-data", root_key=root_text)
+        try:
+            report = restore_backup(target, archive, RestoreRequest())
+            assert report.verification.ok and report.manifest.tree_size == made.tree_size
+            assert target.log_signer.verifier.to_vkey() == made.log_key  # the restored generations sign on
+        finally:
+            target.close()

@@ -13,6 +13,7 @@ erase again every person the erasure journal says was erased after the backup, v
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import tarfile
 import tempfile
@@ -64,7 +65,13 @@ from civicard.transparency.backups import (
     open_manifest,
     standing,
 )
-from civicard.transparency.checkpoints import CheckpointError, VerifierKey, open_checkpoint
+from civicard.transparency.checkpoints import (
+    CheckpointError,
+    NoteSigner,
+    VerifierKey,
+    VerifierKeyring,
+    open_checkpoint,
+)
 from civicard.transparency.log_entries import format_time
 from civicard.transparency.merkle import verify_consistency
 
@@ -72,6 +79,7 @@ INCIDENT_ACTOR = "cli:restore"
 INCIDENT_PURPOSE = "restore_incident"
 ERASURE_ACTOR = "cli:restore"
 TARGET_SOURCE = "the database being replaced"
+MAX_CHECKPOINT_GENERATIONS = 256  # how far `_log_keys` looks for the backup's checkpoint key
 _CHUNK = 1 << 20
 _MANIFEST_MAX = 1 << 24
 _INCIDENT_MAX = 1000
@@ -108,11 +116,12 @@ def restore_backup(
     target_not_empty, published_checkpoint_invalid, stale_log, restore_failed, restore_incomplete,
     log_not_verified.
     """
-    url, key = built.settings.effective_database_url, built.log_signer.verifier
+    url = built.settings.effective_database_url
     built.settings.data_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".restore-", dir=built.settings.data_dir) as work:
         raw, found = _unpack(archive, Path(work), progress)
-        manifest = open_manifest(raw, seal_key(built), key)
+        backup_key, key = _log_keys(built, raw)
+        manifest = open_manifest(raw, seal_key(built), backup_key)
         check_parts(manifest, found)
         older = _older_schema(manifest.alembic_revision)
         _check_backend(manifest, url)
@@ -122,13 +131,14 @@ def restore_backup(
             raise Conflict(
                 "target_not_empty", f"The configured database holds data ({shown}); pass --force to replace it."
             )
-        published, where, prefix = _against_published(built, manifest, target, request)
+        published, where, prefix = _against_published(built, manifest, target, request, key)
         built.engine.dispose()
         if manifest.backend == "sqlite":
             _restore_sqlite(url, Path(work) / SQLITE_PART, progress)
         else:
             pg.restore(url, Path(work) / POSTGRES_PART, manifest, Path(work), progress)
     _check_counts(url, manifest)
+    built.key_custody.reload()  # the restored key_generations say which checkpoint key signs from now on
     if older:
         progress("upgrade schema", 0, 1)
         upgrade(url)
@@ -211,6 +221,35 @@ class _Target:
     checkpoint: tuple[str, int, bytes] | None  # (note, size, root) if signed by this log's key
 
 
+def _log_keys(built: Container, raw: bytes) -> tuple[VerifierKey, VerifierKey]:
+    """The log key the backup was made under, and a keyring for every checkpoint this restore meets.
+
+    A source that rotated its checkpoint key (`civicard keys rotate checkpoint`) made its backup under
+    generation g of the root key, while an empty target knows only generation 0. So the generation
+    the manifest names is looked up among this root key's generations (a key of another root key is
+    none of them, and `open_manifest` refuses it as `other_root_key`); the keyring then accepts
+    generations 0..g and those the configured database knows, for the published checkpoints.
+    """
+    configured = built.log_signer.verifier
+    known = (configured, *getattr(configured, "earlier", ()))
+    try:
+        claimed = json.loads(raw.decode("utf-8"))["access_log"]["log_key"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        return configured, configured  # open_manifest says what is wrong with it
+    name = built.log_signer.name
+    generations: list[VerifierKey] = []
+    for generation in range(MAX_CHECKPOINT_GENERATIONS):
+        generations.append(NoteSigner.from_root_key(built.root_key, name, generation).verifier)
+        if generations[-1].to_vkey() == claimed:
+            break
+    else:
+        return configured, configured
+    backup = generations[-1]
+    return VerifierKeyring(name, backup.public_key, (*generations[:-1],)), VerifierKeyring(
+        name, backup.public_key, (*generations[:-1], *known)
+    )
+
+
 def _inspect_target(url: str, key: VerifierKey) -> _Target:
     """What the database about to be replaced holds; a missing database or schema holds nothing."""
     if make_url(url).get_backend_name() == "sqlite" and not sqlite_path(url).exists():
@@ -278,7 +317,7 @@ def _script() -> ScriptDirectory:
 
 
 def _against_published(
-    built: Container, manifest: Manifest, target: _Target, request: RestoreRequest
+    built: Container, manifest: Manifest, target: _Target, request: RestoreRequest, key: VerifierKey
 ) -> tuple[Published | None, Standing, bool | None]:
     """The largest published checkpoint known, where the backup stands against it, and (if the
     replaced database holds that tree) whether the backup's log is a prefix of it."""
@@ -288,7 +327,7 @@ def _against_published(
         notes.append((str(kept), kept.read_text(encoding="utf-8")))
     if target.checkpoint is not None:
         notes.append((TARGET_SOURCE, target.checkpoint[0]))
-    published = latest_published(notes, built.log_signer.verifier)
+    published = latest_published(notes, key)
     where = standing(manifest, published)
     if published is None or where in (Standing.CURRENT, Standing.NONE_PUBLISHED):
         return published, where, None
