@@ -30,7 +30,13 @@ from tests.conftest import REGISTRAR, Database
 runner = CliRunner()
 ROOT_KEY = secrets.token_bytes(32)
 PASSWORD = "dos-personas-deciden-2026"
-STAFF = (("ana", "program_admin"), ("olga", "oversight"), ("rosa", "registrar"), ("beto", "registrar"))
+STAFF = (
+    ("ana", "program_admin"),
+    ("olga", "oversight"),
+    ("otto", "oversight"),
+    ("rosa", "registrar"),
+    ("beto", "registrar"),
+)
 PIN, WRONG_PIN, NEW_PIN = "4821", "9999", "7305"
 REQUEST_ID = re.compile(r"requested ([0-9a-f]{32})")
 
@@ -155,3 +161,31 @@ def test_a_locked_pin_is_reset_only_after_a_second_registrar_approves(db: Databa
     assert code == 0 and "pin_cleared" in approved, approved
     code, reset = civicard(env, "cards", "reset-pin", handle, input=f"{NEW_PIN}\n")
     assert code == 0 and NEW_PIN not in reset, reset
+
+
+def test_a_checkpoint_key_rotation_waits_for_a_second_oversight_account_and_both_keys_verify(
+    env: dict[str, str],
+) -> None:
+    code, before = civicard(env, "audit", "public-key")
+    assert code == 0
+    code, shown = civicard(env, "keys", "rotate", "checkpoint", "--by", "olga", "--reason", "yearly rotation")
+    assert code == 0, shown
+    request_id = _requested(shown)
+    assert civicard(env, "audit", "integrate")[0] == 0  # the request's entry, signed by the old key
+    code, refused = civicard(env, "approvals", "approve", request_id, "--by", "olga")
+    assert code == 1 and "(same_account)" in refused
+    code, approved = civicard(env, "approvals", "approve", request_id, "--by", "otto", "--note", "ok")
+    assert code == 0, approved
+    assert civicard(env, "audit", "integrate")[0] == 0  # the approval's entries, signed by the new key
+
+    code, keys = civicard(env, "audit", "public-key", "--all")
+    new, old = keys.split()
+    assert code == 0 and old == before.strip() and new != old
+    code, status = civicard(env, "keys", "status")
+    assert code == 0 and "checkpoint" in status
+    assert civicard(env, "audit", "verify")[0] == 0
+    code, failed = civicard(env, "audit", "verify", "--public-key", new)
+    assert code == 1 and "(bad_signature)" in failed  # older checkpoints need the older key
+    code, verified = civicard(env, "audit", "verify", "--public-key", old, "--public-key", new)
+    assert code == 0, verified
+

@@ -231,7 +231,7 @@ def _log_keys(built: Container, raw: bytes) -> tuple[VerifierKey, VerifierKey]:
     generations 0..g and those the configured database knows, for the published checkpoints.
     """
     configured = built.log_signer.verifier
-    known = (configured, *getattr(configured, "earlier", ()))
+    known = configured.generations()
     try:
         claimed = json.loads(raw.decode("utf-8"))["access_log"]["log_key"]
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):

@@ -143,6 +143,10 @@ class VerifierKey:
     def to_vkey(self) -> str:
         return f"{self.name}+{self.key_id.hex()}+{_b64(bytes([ED25519_TYPE]) + self.public_key)}"
 
+    def generations(self) -> tuple[VerifierKey, ...]:
+        """Every key this verifier accepts, newest first, each a plain `VerifierKey`."""
+        return (VerifierKey(self.name, self.public_key),)
+
     @classmethod
     def from_vkey(cls, text: str) -> VerifierKey:
         """Parse 'name+hexid+base64(0x01 ‖ key)'; the ID must match the name and key."""
@@ -185,6 +189,9 @@ class VerifierKeyring(VerifierKey):
 
     def verify(self, note: SignedNote) -> bool:
         return any(VerifierKey.verify(key, note) for key in (self, *self.earlier))
+
+    def generations(self) -> tuple[VerifierKey, ...]:
+        return (VerifierKey(self.name, self.public_key), *(k for key in self.earlier for k in key.generations()))
 
 
 class NoteSigner:

@@ -36,9 +36,12 @@ def checkpoint(app: App) -> PlainTextResponse:
 
 
 @router.get("/log/public-key")
-def public_key(app: App) -> dict[str, str]:
-    """The log's verifier key (C2SP vkey) to check checkpoints and proofs offline."""
-    return {"vkey": app.log_signer.verifier.to_vkey(), "origin": app.log_signer.name}
+def public_key(app: App) -> dict[str, Any]:
+    """The log's verifier key (C2SP vkey) to check checkpoints and proofs offline; `earlier` lists the
+    keys of earlier generations (after a checkpoint-key rotation), which signed older checkpoints."""
+    verifier = app.log_signer.verifier
+    earlier = [key.to_vkey() for key in verifier.generations()[1:]]
+    return {"vkey": verifier.to_vkey(), "origin": app.log_signer.name, "earlier": earlier}
 
 
 @router.get("/log/consistency", responses=PROBLEMS)

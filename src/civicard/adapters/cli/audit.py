@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from civicard.adapters.db.log_store import latest_checkpoint, prove_entry, verify_stored_log
-from civicard.transparency.checkpoints import DEFAULT_ORIGIN, VerifierKey
+from civicard.transparency.checkpoints import DEFAULT_ORIGIN, VerifierKey, VerifierKeyring
 from civicard.transparency.proofs import check_proof_json
 
 audit_app = typer.Typer(
@@ -27,11 +27,12 @@ audit_app = typer.Typer(
 
 _VKEY = re.compile(r"[^+\s]+\+[0-9a-fA-F]{8}\+\S+")
 PublicKeyOption = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option(
         "--public-key",
         help="The log's key to trust: a verifier key 'name+id+base64' (see `audit public-key`) or the raw "
-        "Ed25519 key in base64.",
+        "Ed25519 key in base64. After a checkpoint-key rotation, repeat it for each generation "
+        "(`audit public-key --all`).",
     ),
 ]
 
@@ -41,6 +42,13 @@ def _cli() -> ModuleType:
     from civicard.adapters.cli import main
 
     return main
+
+
+def pinned_keys(texts: list[str]) -> VerifierKey:
+    """The keys given with --public-key as one verifier: the last one given, accepting the others too."""
+    keys = [parse_public_key(text) for text in texts]
+    *earlier, last = keys
+    return VerifierKeyring(last.name, last.public_key, tuple(earlier)) if earlier else last
 
 
 def parse_public_key(text: str, name: str = DEFAULT_ORIGIN) -> VerifierKey:
@@ -83,10 +91,16 @@ def checkpoint() -> None:
 
 
 @audit_app.command("public-key")
-def public_key() -> None:
+def public_key(
+    every: Annotated[
+        bool, typer.Option("--all", help="Also the earlier key generations, which signed older checkpoints.")
+    ] = False,
+) -> None:
     """Print the log's verifier key (name+key ID+base64 key), to publish and to pin."""
     with _cli().container() as built:
-        typer.echo(built.log_signer.verifier.to_vkey())
+        verifier = built.log_signer.verifier
+        for key in verifier.generations() if every else (verifier,):
+            typer.echo(key.to_vkey())
 
 
 @audit_app.command("verify")
@@ -101,7 +115,7 @@ def verify(
     cli = _cli()
     held = against.read_text(encoding="utf-8") if against else None
     with cli.container() as built:
-        key = parse_public_key(key_text) if key_text else built.log_signer.verifier
+        key = pinned_keys(key_text) if key_text else built.log_signer.verifier
         with built.engine.connect() as conn:
             report = cli.run_checked(lambda: verify_stored_log(conn, key, against=held))
     if not report.ok:
@@ -140,7 +154,7 @@ def check_proof(
         document = json.loads(proof_file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise cli.fail(f"{proof_file} is not a JSON proof") from None
-    pinned = parse_public_key(key_text) if key_text else None
+    pinned = pinned_keys(key_text) if key_text else None
     verdict = check_proof_json(document, pinned)
     if not verdict.ok:
         raise cli.fail(f"proof invalid: {verdict.message} ({verdict.code})")
