@@ -30,7 +30,7 @@ from civicard.shared.clock import Clock
 from civicard.shared.errors import DomainError
 from civicard.transparency.access import AccessContext, Actor
 
-from ..conftest import Database
+from ..conftest import FIXED_NOW, Database
 
 RULEPACKS = Path(__file__).resolve().parents[2] / "rulepacks"
 FOOD = (RULEPACKS / "food_basket" / "2026.1.yaml").read_text(encoding="utf-8")
@@ -178,6 +178,18 @@ def test_the_proposer_cannot_decide_their_own_version_nor_can_anyone_but_a_progr
     assert rejected.status == "rejected" and in_force(engine, uow_for, "rice_test") == []
     assert refusal(lambda: decide_as(uow_for, publishing.approve, vid, BETO)) == "not_proposed"
     assert log_details(engine, publishing.PURPOSE)[-1].startswith("rejected rice_test 1 sha256 ")
+
+
+def test_a_proposal_nobody_decides_in_two_weeks_expires_and_is_logged(engine: Engine, uow_for: UowFor) -> None:
+    load_catalogue(uow_for)
+    vid = propose(uow_for, engine, SMALL).version.id
+    later = Clock.fixed(FIXED_NOW + publishing.PROPOSAL_LIFETIME)
+    with SqlUnitOfWork(engine, AccessContext(Actor(BETO.id, BETO.role), publishing.PURPOSE), later) as uow:
+        assert publishing.awaiting_decision(uow.register.all(), later.now()) == []
+        assert refusal(lambda: publishing.approve(uow, vid, BETO, "late")) == "proposal_expired"
+    assert versions(engine) == [("rice_test", "1", "expired")]  # kept in the register, never in force
+    assert log_details(engine, publishing.PURPOSE)[-1].startswith("expired rice_test 1 sha256 ")
+    assert refusal(lambda: decide_as(uow_for, publishing.reject, vid, BETO)) == "not_proposed"
 
 
 def test_failing_tests_unknown_items_no_tests_and_duplicates_are_refused_and_nothing_is_stored(

@@ -8,7 +8,10 @@
                       reviewer or oversight: the two records are merged (dedup/merging.py), the
                       merge's registry writes logged under `person_merge`. A refusal or expiry puts
                       the pair back in the queue as open.
-    rule_publication  decided in the program register (programs/publishing.py: propose, approve).
+    rule_publication  decided in the program register (programs/publishing.py: one program
+                      administrator proposes, another approves or rejects; a proposal expires
+                      after 14 days), which keeps the version's text and impact preview with the
+                      decision; `civicard approvals list` and GET /v1/approvals show those waiting.
     key_rotation      asked by oversight (`civicard keys rotate`), approved by another oversight
                       account: the next issuer or checkpoint key generation starts; a compromised
                       issuer kid stops verifying and its cards are revoked (governance/key_custody.py).

@@ -2,9 +2,12 @@
 
 What binds is the register (docs/rules.md), not the files: a version is published only when one
 program administrator has proposed its exact text (its test cases passing on every engine, with
-an impact preview) and another one has approved it. Each step is logged under the purpose
-`program_publication` in the same transaction as the change; the preview reads every household
-under `impact_preview` (through the reader the adapter passes in) and shows aggregates only.
+an impact preview) and another one has approved it within `PROPOSAL_LIFETIME`. Like every
+four-eyes request (governance/approvals.py), a proposal nobody decides expires: it is marked
+`expired` when someone tries to decide it, and its text is proposed again as a new version. Each
+step is logged under the purpose `program_publication` in the same transaction as the change; the
+preview reads every household under `impact_preview` (through the reader the adapter passes in)
+and shows aggregates only.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 import duckdb
@@ -27,7 +30,7 @@ from civicard.programs.expressions import InvalidRule
 from civicard.programs.projection import RuleInputs
 from civicard.programs.rulepack import RulePack, rulepack_from_dict
 from civicard.programs.testing import CaseResult, run_tests
-from civicard.shared.clock import Clock
+from civicard.shared.clock import Clock, as_utc
 from civicard.shared.errors import Conflict, Forbidden, InvalidInput, NotFound
 from civicard.shared.ids import new_id
 from civicard.transparency.access import AccessContext, AccessLog, record_change
@@ -38,6 +41,8 @@ MAX_SOURCE_CHARS = 200_000
 MAX_NOTE_CHARS = 2_000
 SMALL_CELL = 10  # households: a count under this is shown as "<10", never as the number
 SUPPRESSED = f"<{SMALL_CELL}"
+# A second administrator decides within two weeks; after that the impact preview is stale anyway.
+PROPOSAL_LIFETIME = timedelta(days=14)
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,39}$")
 
 InputsReader = Callable[[date, str], RuleInputs]
@@ -72,6 +77,8 @@ class RegisteredView(Protocol):
     def effective_from(self) -> date: ...
     @property
     def proposed_by(self) -> str: ...
+    @property
+    def proposed_at(self) -> datetime: ...
     @property
     def impact(self) -> str: ...
 
@@ -447,7 +454,27 @@ def _decidable(uow: PublishingUnitOfWork, version_id: str, approver: StaffMember
         raise Forbidden("same_person", "a version must be approved or rejected by another program administrator")
     if version.status != "proposed":
         raise Conflict("not_proposed", f"{version.program} {version.version} is {version.status}, not proposed")
+    now = uow.clock.now()
+    if now >= proposal_expires_at(version):
+        uow.register.update(version.id, status="expired", decided_at=now)
+        _log(uow, f"expired {version.program} {version.version} sha256 {version.sha256}", now)
+        uow.commit()
+        raise Conflict(
+            "proposal_expired",
+            f"{version.program} {version.version} was proposed on {as_utc(version.proposed_at):%Y-%m-%d} and expired "
+            f"after {PROPOSAL_LIFETIME.days} days without a decision; propose the text again as a new version",
+        )
     return version
+
+
+def proposal_expires_at(version: RegisteredView) -> datetime:
+    """When a proposal can no longer be approved or rejected."""
+    return as_utc(version.proposed_at) + PROPOSAL_LIFETIME
+
+
+def awaiting_decision(versions: Sequence[RegisteredView], now: datetime) -> list[RegisteredView]:
+    """The proposals a second program administrator can still decide (for the approvals lists)."""
+    return [v for v in versions if v.status == "proposed" and now < proposal_expires_at(v)]
 
 
 def _decide(

@@ -25,7 +25,7 @@ from civicard.bootstrap import Container
 from civicard.governance import approvals
 from civicard.governance.approvals import MAX_NOTE, ApprovalRequest
 from civicard.governance.kinds import KINDS
-from civicard.programs.publishing import PROGRAM_ADMIN
+from civicard.programs.publishing import PROGRAM_ADMIN, awaiting_decision, proposal_expires_at
 from civicard.transparency.access import AccessContext
 
 router = APIRouter(prefix="/v1", tags=["approvals"])
@@ -86,6 +86,7 @@ class ProposalOut(BaseModel):
     version: str
     proposed_by: str = Field(description="The proposing program administrator's username.")
     proposed_at: datetime
+    expires_at: datetime = Field(description="After this it can no longer be approved; it is proposed again.")
 
 
 class ApprovalsOut(BaseModel):
@@ -125,10 +126,14 @@ def list_approvals(app: App, access: Access) -> ApprovalsOut:
         if access.actor.role == PROGRAM_ADMIN:
             proposals = [
                 ProposalOut(
-                    id=v.id, program=v.program, version=v.version, proposed_by=v.proposed_by, proposed_at=v.proposed_at
+                    id=v.id,
+                    program=v.program,
+                    version=v.version,
+                    proposed_by=v.proposed_by,
+                    proposed_at=v.proposed_at,
+                    expires_at=proposal_expires_at(v),
                 )
-                for v in uow.register.all()
-                if v.status == "proposed"
+                for v in awaiting_decision(uow.register.all(), app.clock.now())
             ]
     return ApprovalsOut(items=[ApprovalOut.of(r) for r in waiting], program_proposals=proposals)
 

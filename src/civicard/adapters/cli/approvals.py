@@ -22,6 +22,7 @@ from civicard.bootstrap import Container
 from civicard.governance import approvals
 from civicard.governance.approvals import FOUR_EYES, ApprovalRequest
 from civicard.governance.kinds import KINDS
+from civicard.programs.publishing import awaiting_decision, proposal_expires_at
 from civicard.transparency.access import AccessContext, Actor
 
 approvals_app = typer.Typer(help="Four-eyes approvals: actions a second staff account approves.", no_args_is_help=True)
@@ -65,9 +66,8 @@ def approvals_list() -> None:
                 waiting = approvals.pending(uow, KINDS, everything=True)
                 versions = uow.register.all()
             proposed = [
-                (v.program, v.version, v.proposed_by, f"{v.proposed_at:%Y-%m-%d %H:%M}")
-                for v in versions
-                if v.status == "proposed"
+                (v.program, v.version, v.proposed_by, f"{proposal_expires_at(v):%Y-%m-%d %H:%M} UTC")
+                for v in awaiting_decision(versions, built.clock.now())
             ]
             return waiting, proposed
 
@@ -82,7 +82,7 @@ def approvals_list() -> None:
             table.add_row(r.id, r.kind, describe(r, names), asked, r.reason, f"{r.expires_at:%Y-%m-%d %H:%M} UTC")
         out.print(table)
     if proposed:
-        table = Table("program", "version", "proposed by", "proposed", title="Rule versions awaiting a second "
+        table = Table("program", "version", "proposed by", "expires", title="Rule versions awaiting a second "
                       "program administrator (civicard programs approve)")  # fmt: skip
         for row in proposed:
             table.add_row(*row)

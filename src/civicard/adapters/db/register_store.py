@@ -18,7 +18,7 @@ from civicard.adapters.db import tables as t
 from civicard.programs.expressions import InvalidRule
 from civicard.programs.rulepack import RulePack, rulepack_from_dict
 
-STATUSES = ("proposed", "published", "rejected", "retired")
+STATUSES = ("proposed", "published", "rejected", "retired", "expired")
 
 
 @dataclass(frozen=True)

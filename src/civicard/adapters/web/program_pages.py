@@ -45,6 +45,7 @@ STATUS_LABELS = {
     "published": N_("publicada"),
     "rejected": N_("rechazada"),
     "retired": N_("retirada"),
+    "expired": N_("vencida"),
 }
 NOTICES = {
     "proposed": N_(
