@@ -196,6 +196,7 @@ VISITS = [
     Visit("registrar-facts", "registrar", _to("/registrar/households/{town.household_id}/facts")),
     Visit("registrar-fact-correction", "registrar", _fact_correction),
     Visit("registrar-card", "registrar", _to(CARD)),
+    Visit("life-events", "registrar", _to("/registrar/households/{town.household_id}/life-events")),
     Visit("reviewer-queue", "reviewer", _to("/reviewer")),
     Visit("reviewer-case", "reviewer", _to("/reviewer/cases/{town.candidate_id}")),
     Visit("appeal-queue", "reviewer", _to("/reviewer/appeals")),
