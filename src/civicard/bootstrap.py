@@ -58,8 +58,8 @@ class Container:
         """Card issuer keys and PIN pepper, derived from the root key for the recorded generations."""
         return self.key_custody.card_keys()
 
-    @cached_property
-    def resident_sign_in(self) -> CardPinSignIn:
+    @property
+    def resident_sign_in(self) -> CardPinSignIn:  # cheap; follows the card keys across a rotation
         return CardPinSignIn(self.engine, self.clock, self.card_keys, self.auth)
 
     @property

@@ -8,10 +8,14 @@ import base64
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
+from fastapi import Request
 from sqlalchemy import Engine, select
 
+from civicard.adapters.api.redemption_routes import redemption_keys
 from civicard.adapters.backup import create_backup
 from civicard.adapters.db import tables as t
 from civicard.adapters.db.approval_store import SqlApprovalUnitOfWork
@@ -236,3 +240,18 @@ def test_a_backup_made_after_a_checkpoint_rotation_restores_into_an_empty_databa
             assert target.log_signer.verifier.to_vkey() == made.log_key  # the restored generations sign on
         finally:
             target.close()
+
+
+def test_the_redemption_keys_follow_an_issuer_rotation_without_a_restart(
+    container: Container, oversight: tuple[Actor, Actor, Actor], engine: Engine, clock: Clock
+) -> None:
+    """A terminal's online sale of a card signed with the new kid verifies in a server started before."""
+    olga, otto, _ = oversight
+    request = cast(Request, SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace())))
+    before = redemption_keys(request, container)
+    assert redemption_keys(request, container) is before  # parsed once per key generation, not per sale
+    _rotate(container, olga, otto, "issuer")
+    new = _issue(container, _person(engine, clock, "52123458"))
+    after = redemption_keys(request, container)
+    assert after is not before and after.keyring.get(b"\x02") is not None
+    assert verify_token(new.token, after.keyring, clock.now()).handle == new.card.handle

@@ -223,9 +223,10 @@ class RedemptionUnitOfWork(Protocol):
 
 
 class RedemptionKeys:
-    """Card verification keys, the PIN pepper and vendor pseudonym keys; build once per process."""
+    """Card verification keys, the PIN pepper and vendor pseudonym keys; build once per key generation."""
 
     def __init__(self, cards: CardKeys, root_key: RootKey) -> None:
+        self.cards = cards  # what they were built from: a rotation hands out new card keys
         self.keyring: Keyring = cards.keyring
         self.pepper = cards.pepper
         self._root_key = root_key

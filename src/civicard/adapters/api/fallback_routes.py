@@ -23,6 +23,7 @@ from civicard.adapters.api.access import App, Terminal
 from civicard.adapters.api.observability import record_redemption
 from civicard.adapters.api.offline_routes import REVIEW_PROBLEMS, reviewer_context
 from civicard.adapters.api.problems import PROBLEM, http_status, problem
+from civicard.adapters.api.redemption_routes import redemption_keys
 from civicard.adapters.api.redemption_schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     BasketLineIn,
@@ -131,7 +132,7 @@ async def create_fallback(
     ],
 ) -> Response:
     """Sell without the PIN (locked or forgotten): photo checked, supervisor attested, capped per cycle."""
-    keys = _keys(request, app)
+    keys = redemption_keys(request, app)
     fingerprint = hashlib.sha256(await request.body()).hexdigest()
     ledger = IdempotencyKeys(app.engine)
     found = await run_in_threadpool(ledger.claim, terminal.id, idempotency_key, fingerprint, app.clock.now())
@@ -189,15 +190,6 @@ def _sell(app: Container, keys: RedemptionKeys, terminal: Principal, command: Fa
 
 def _receipt_bytes(result: FallbackReceipt) -> bytes:
     return FallbackReceiptOut.of(result).model_dump_json().encode()
-
-
-def _keys(request: Request, app: Container) -> RedemptionKeys:
-    """Shared with the online route's cache (verifying keys parsed, pseudonym keys cached)."""
-    keys: RedemptionKeys | None = getattr(request.app.state, "redemption_keys", None)
-    if keys is None:
-        keys = RedemptionKeys(app.card_keys, app.root_key)
-        request.app.state.redemption_keys = keys
-    return keys
 
 
 def _b64(text: str) -> bytes:

@@ -47,12 +47,13 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _keys(request: Request, app: Container) -> RedemptionKeys:
-    """Built once per application (verifying keys parsed, pseudonym keys cached)."""
+def redemption_keys(request: Request, app: Container) -> RedemptionKeys:
+    """Built once per application and key generation (verifying keys parsed, pseudonym keys cached);
+    rebuilt when key custody hands out other card keys, i.e. after an issuer-key rotation."""
+    cards = app.card_keys
     keys: RedemptionKeys | None = getattr(request.app.state, "redemption_keys", None)
-    if keys is None:
-        keys = RedemptionKeys(app.card_keys, app.root_key)
-        request.app.state.redemption_keys = keys
+    if keys is None or keys.cards is not cards:
+        keys = request.app.state.redemption_keys = RedemptionKeys(cards, app.root_key)
     return keys
 
 
@@ -67,7 +68,7 @@ async def create_redemption(
     ],
 ) -> Response:
     """Redeem a basket for the card holder's household (card token + PIN), once per Idempotency-Key."""
-    keys = _keys(request, app)
+    keys = redemption_keys(request, app)
     fingerprint = hashlib.sha256(signed.body).hexdigest()
     command = RedeemCommand(body.card_token, body.pin, body.lines())
     # One trip to the thread pool and one pooled connection for the whole request.
@@ -120,7 +121,7 @@ def _release_quietly(ledger: IdempotencyKeys, claim: Claim, conn: Connection) ->
 @router.post("/terminal/card-check", responses={k: v for k, v in PROBLEMS.items() if k in (400, 401, 403, 422)})
 def card_check(body: CardCheckIn, request: Request, app: App, terminal: Terminal) -> CardCheckOut:
     """Before the PIN: is the card valid, is the holder entitled here, and how much is left."""
-    keys = _keys(request, app)
+    keys = redemption_keys(request, app)
     with SqlRedemptionUnitOfWork(app.engine, _context(terminal), app.clock) as uow:
         return CardCheckOut.of(check_card(uow, keys, body.card_token))
 
