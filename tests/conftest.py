@@ -7,6 +7,7 @@ where they fail: CI must exercise the production database.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -55,6 +56,20 @@ def _require_postgres() -> None:
         if IN_CI:
             pytest.fail(f"CI=true but {problem}")
         pytest.skip(f"SKIPPING POSTGRESQL TESTS — {problem}")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _logging_per_module() -> Iterator[None]:
+    """A module that starts a server configures the process's logging (one JSON handler on the root
+    logger, uvicorn's loggers through it). Put it back once the module is done, so a later module
+    in the same worker — a command-line test reading the output — sees no stray log lines."""
+    loggers = [logging.getLogger(n) for n in ("", "uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
+    yield
+    for logger, handlers, level, propagate in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @dataclass(frozen=True)

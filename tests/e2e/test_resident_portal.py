@@ -169,7 +169,7 @@ def _entries(server: LiveServer, since: int) -> list[tuple[str, str, str, str | 
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("/me/data", [("self_access", "read", "self.record_read")]),
+        ("/me/data", [("self_access", "read", "self.record_read"), ("self_access", "read", "life_event.read")]),
         ("/me/benefits", [("self_access", "read", "benefits.read")]),
         ("/me/decisions", [("self_access", "read", "decisions.read")]),
         ("/me/corrections", [("self_access", "read", "correction.requests_read")]),

@@ -71,8 +71,9 @@ CardStatus = Literal["valid", "suspended", "revoked"]
 LISTED_STATUS = {"suspended": SUSPENDED, "revoked": INVALID}
 # Reason codes, never free text: they reach logs and the public status history without personal detail.
 REVOKE_REASONS = frozenset(
-    {"lost", "stolen", "damaged", "deceased", "fraud", "holder_request", "data_changed", "duplicate", "key_compromised"}
+    {"lost", "stolen", "damaged", "deceased", "fraud", "holder_request", "data_changed", "duplicate"}
 )
+# Not a reason a clerk gives: only an approved compromise rotation sets it (revoke_cards_signed_by).
 KEY_COMPROMISED = "key_compromised"
 SUSPEND_REASONS = frozenset({"reported_missing", "investigation", "holder_request"})
 REINSTATE_REASONS = frozenset({"found", "investigation_closed", "holder_request"})
