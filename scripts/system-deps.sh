@@ -12,6 +12,8 @@ fc-list 2>/dev/null | grep -qi dejavu || missing+=(fonts-dejavu-core)
 { ls /usr/lib/postgresql/*/bin/initdb && command -v pgbench; } >/dev/null 2>&1 || missing+=(postgresql)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
+# A Java runtime (17 in bookworm) for pyspark: the Spark parity tests in tests/spark.
+command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "Please install: ${missing[*]} (Debian packages)" >&2
