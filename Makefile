@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install install-dev lint typecheck unit bench messages screenshots clean
+.PHONY: run test install install-dev lint typecheck unit bench bench-quick messages screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.installed
+
+# OpenFisca-core, the programs benchmark's reference
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@ $(VENV)/.installed-dev $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
@@ -41,16 +46,13 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest tests/unit -q
 
-## bench: full-size benchmarks (slow); the dedup benches write their sections of bench/RESULTS.md, the others print figures for it
-bench: $(VENV)/.installed-dev
-	$(BIN)/python bench/merkle_bench.py
-	$(BIN)/python bench/log_bench.py
-	$(BIN)/python bench/card_bench.py
-	$(BIN)/python bench/import_bench.py
-	$(BIN)/python bench/dedup_bench.py
-	$(BIN)/python bench/enrollment_match_bench.py
-	$(BIN)/python bench/rules_bench.py
-	$(BIN)/python bench/redemption_bench.py
+## bench: every benchmark at full size, 3 runs each (hours; on a quiet machine), figures beside their references into bench/RESULTS.md
+bench: $(VENV)/.installed-bench
+	$(BIN)/python bench/run_all.py
+
+## bench-quick: every benchmark at CI size, one run each (minutes), into bench/RESULTS.quick.md (git-ignored)
+bench-quick: $(VENV)/.installed-dev
+	$(BIN)/python bench/run_all.py --quick
 
 ## screenshots: walk every role's main path on a fresh demo town in headless Chromium; copy the shots README.md shows to docs/screenshots/
 # CI=true: without Chromium the journey fails instead of skipping, so no stale screenshot is copied.

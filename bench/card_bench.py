@@ -1,6 +1,6 @@
 """Card checks at the terminal, status-list sizes and token sizes.
 
-    python bench/card_bench.py [--quick] [--cards N] [--repeats R]
+    python bench/card_bench.py [--quick] [--cards N] [--repeats R] [--json PATH]
 
 Runs pinned to one core. Each rate is measured in the same run as its reference, in alternating
 rounds (median of `--repeats`), so a busy machine slows both alike:
@@ -12,7 +12,7 @@ rounds (median of `--repeats`), so a busy machine slows both alike:
   * status-list size for 30 M cards (1 and 2 bits a card; 0.1 %, 1 %, 10 % revoked; the signed
     CWT), and a signed delta of 6,000 revocations;
   * token size over random cards (bytes, Base45 characters, QR version at level Q).
-Prints markdown tables.
+Prints markdown tables; --json writes the figures for bench/run_all.py (bench/figures.py).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import numpy as np
 import pypdfium2 as pdfium
 import segno
 import zxingcpp
+from figures import Figures
 from PIL import Image, ImageFilter
 
 from civicard.identity.card_print import CardFace, render_card
@@ -100,7 +101,7 @@ def make_status(cards: int, revoked: float, rng: random.Random, bits: int = 2) -
     return status
 
 
-def bench_text(cards: int, checks: int, repeats: int, rng: random.Random) -> list[str]:
+def bench_text(cards: int, checks: int, repeats: int, rng: random.Random, figures: Figures) -> list[str]:
     tokens = make_tokens(1_000, cards, rng)
     held = new_token(make_status(cards, 0.01, rng), URI, 1, NOW)
     terminal = OfflineVerifier(RING, held)
@@ -126,6 +127,8 @@ def bench_text(cards: int, checks: int, repeats: int, rng: random.Random) -> lis
     results = Counter(terminal.check(t, NOW).code for t in tokens)
     checks_per_s, raw_per_s = paired(lambda: rate(check_all, checks), lambda: rate(verify_all, checks), repeats)
     decode_per_s = rate(decode_all, checks)
+    figures.add("terminal check from scanned text", checks_per_s, "/s", "raw Ed25519 verify", raw_per_s)
+    figures.add("decode only (Base45 → COSE, no signature)", decode_per_s, "/s")
     return [
         f"### Terminal check from the scanned text ({checks:,} checks × {repeats}, {len(tokens):,} distinct cards, "
         f"list of {cards:,} cards at 1 % revoked; outcomes of the distinct cards: {dict(results)})",
@@ -156,7 +159,7 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def bench_images(cards: int, rounds: int, repeats: int, rng: random.Random) -> list[str]:
+def bench_images(cards: int, rounds: int, repeats: int, rng: random.Random, figures: Figures) -> list[str]:
     tokens = make_tokens(20, cards, rng)
     renders = [
         pdfium.PdfDocument(render_card(CardFace("Ana Pérez", new_handle(), t)))[0]
@@ -178,7 +181,7 @@ def bench_images(cards: int, rounds: int, repeats: int, rng: random.Random) -> l
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for kind, images in kinds.items():
-        lines.append(image_row(kind, images, tokens, terminal, rounds, repeats))
+        lines.append(image_row(kind, images, tokens, terminal, rounds, repeats, figures))
     return [
         *lines,
         "",
@@ -189,7 +192,13 @@ def bench_images(cards: int, rounds: int, repeats: int, rng: random.Random) -> l
 
 
 def image_row(
-    kind: str, images: list[Image.Image], tokens: list[str], terminal: OfflineVerifier, rounds: int, repeats: int
+    kind: str,
+    images: list[Image.Image],
+    tokens: list[str],
+    terminal: OfflineVerifier,
+    rounds: int,
+    repeats: int,
+    figures: Figures,
 ) -> str:
     pngs = [png_bytes(i) for i in images]
     decoded = [Image.open(io.BytesIO(p)).convert("L") for p in pngs]
@@ -214,19 +223,21 @@ def image_row(
     full, alone = paired(lambda: rate(check_all, count), lambda: rate(zxing_all, count), repeats)
     png_only = rate(png_decode_all, count)
     size = statistics.median(len(p) for p in pngs)
+    figures.add(f"check from a {kind}", full, "/s", "zxing alone", alone)
     return (
         f"| {kind} | {size:,.0f} | {full:,.0f} | {1e3 / full:.2f} | {alone:,.0f} | {full / alone:.2f} "
         f"| {1e3 / png_only:.2f} | {'yes' if ok else 'NO'} |"
     )
 
 
-def bench_status_lists(cards: int, rng: random.Random) -> list[str]:
+def bench_status_lists(cards: int, rng: random.Random, figures: Figures) -> list[str]:
     lines = [
         f"### Status list for {cards:,} cards (zlib level 9)",
         "",
         "| revoked | bits | lst (zlib) kB | signed CWT kB | compress s |",
         "|---:|---:|---:|---:|---:|",
     ]
+    kilobytes: dict[tuple[float, int], float] = {}
     for revoked in (0.001, 0.01, 0.1):
         picks = np.array(rng.sample(range(cards), int(cards * revoked)), dtype=np.int64)
         for bits in (1, 2):
@@ -240,6 +251,15 @@ def bench_status_lists(cards: int, rng: random.Random) -> list[str]:
             seconds = time.perf_counter() - started
             lst = len(cbor2.loads(parse_sign1(signed, "status_list").payload)[65533]["lst"])
             lines.append(f"| {revoked:.1%} | {bits} | {lst / 1000:,.0f} | {len(signed) / 1000:,.0f} | {seconds:.2f} |")
+            kilobytes[revoked, bits] = lst / 1000
+    figures.add(
+        f"status list of {cards:,} cards, 2 bits a card, 1 % revoked",
+        kilobytes[0.01, 2],
+        "kB",
+        "1 bit a card",
+        kilobytes[0.01, 1],
+        better="lower",
+    )
     mixed = make_status(cards, 0.01, rng)
     for index in rng.sample(range(cards), cards // 1_000):
         mixed.set(index, SUSPENDED)  # may overwrite a few revoked cards; sizes barely move
@@ -250,6 +270,7 @@ def bench_status_lists(cards: int, rng: random.Random) -> list[str]:
     for index in rng.sample(range(cards), 6_000):
         after.set(index, INVALID)
     delta = sign_delta(diff(base, new_token(after, URI, 2, NOW)), KEY, NOW)
+    figures.add("signed delta for 6,000 revocations", len(delta) / 1000, "kB", better="lower")
     lines += [
         "",
         f"Signed delta for 6,000 new revocations: {len(delta) / 1000:.1f} kB. Target: 2-bit list at 1 % "
@@ -285,6 +306,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small list and short runs (seconds)")
     parser.add_argument("--cards", type=int, default=None, help="status-list size for the checks")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--json", type=Path, help="also write the figures here (for bench/run_all.py)")
     args = parser.parse_args()
     cards = args.cards or (1_000_000 if args.quick else FULL_CARDS)
     repeats = args.repeats or (3 if args.quick else 5)
@@ -295,14 +317,16 @@ def main() -> None:
         f"# Card bench — {platform.python_version()}, {os.cpu_count()} cores (pinned to one), "
         f"load average at start {os.getloadavg()[0]:.2f}\n"
     )
+    figures = Figures("card", facts={"cards in the terminal's list": cards, "repeats": repeats})
     for block in (
-        bench_text(cards, 5_000 if args.quick else 20_000, repeats, rng),
-        bench_images(cards, 5 if args.quick else 25, repeats, rng),
+        bench_text(cards, 5_000 if args.quick else 20_000, repeats, rng, figures),
+        bench_images(cards, 5 if args.quick else 25, repeats, rng, figures),
         bench_token_sizes(200 if args.quick else 2_000, rng),
-        bench_status_lists(3_000_000 if args.quick else FULL_CARDS, rng),
+        bench_status_lists(3_000_000 if args.quick else FULL_CARDS, rng, figures),
     ):
         print("\n".join(block), flush=True)
     print(f"load average at end {os.getloadavg()[0]:.2f}")
+    figures.write(args.json)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Duplicate enrollments (issue 5): quality, wall time and peak memory of `civicard dedup run`.
 
     python bench/dedup_bench.py [--quick] [--records N ...] [--runs R] [--seed S] [--no-febrl] [--write/--no-write]
+                                [--json PATH]
 
 Full mode (the default, `make bench`): synthetic registries of ~100 k and ~1 M records from the
 population generator, each `civicard dedup run` timed 3 times (medians), plus FEBRL3 and FEBRL4;
 the results replace the "Duplicate detection (issue 5)" section of bench/RESULTS.md.
-Quick mode: ~20 k synthetic records, one run, nothing written unless --write.
+Quick mode: ~20 k synthetic records, one run, nothing written unless --write. --json writes the
+figures for bench/run_all.py (bench/figures.py).
 
 For every synthetic registry:
 - how hard the data is: the re-enrollments' errors measured against the record they duplicate;
@@ -50,6 +52,9 @@ from civicard.dedup.batch import run_batch
 from civicard.dedup.model import OPERATING_THRESHOLD, REVIEW_BAND, U_SAMPLE_PAIRS, blocking_rules, saved_model
 from civicard.dedup.records import features_sql, register_nicknames
 from civicard.registry.population import PopulationSpec, generate_population
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/figures.py, also when a test loads this file by path
+from figures import Figures
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "var" / "bench-cache"
@@ -978,6 +983,49 @@ def without_paths(summary: str) -> str:
     return re.sub(r" written to [^;]+", "", re.sub(r"; clusters written to .*$", "", summary))
 
 
+def json_figures(synthetic: list[Synthetic], febrl: list[Febrl], details: str) -> Figures:
+    """Quality against the plain Splink model, wall time against a raw DuckDB scan and plain Splink."""
+    figures = Figures("dedup", facts={"records": ", ".join(f"{s.records:,}" for s in synthetic)}, details=details)
+    plain = "plain Splink model @ 0.98"
+    for s in synthetic:
+        size = size_label(s.records)
+        reference = s.references.get("plain Splink @ 0.98")
+        for model, label in (("saved", "saved model"), ("train", "`--train`")):
+            figures.add(
+                f"{size}: cluster F1, {label}",
+                s.clusters[model].f1,
+                "F1",
+                plain if reference else None,
+                reference.f1 if reference else None,
+            )
+        scan = statistics.median(s.scan_seconds)
+        seconds = median_seconds(s.runs["saved"])
+        figures.add(f"{size}: wall, saved model", seconds, "s", "DuckDB scan of the input", scan, better="lower")
+        splink_seconds = s.reference_seconds.get("plain Splink")
+        figures.add(
+            f"{size}: wall, `--train`",
+            median_seconds(s.runs["train"]),
+            "s",
+            "plain Splink train + score (in process)" if splink_seconds else None,
+            splink_seconds,
+            better="lower",
+        )
+        peak = max(r.peak_mib for r in s.runs["saved"] + s.runs["train"])
+        figures.add(f"{size}: peak RSS", peak, "MiB", better="lower")
+    for f in febrl:
+        reference_score = f.clusters.get("plain Splink")
+        for model, label in (("saved", "saved model"), ("train", "`--train`")):
+            if model in f.clusters:
+                figures.add(
+                    f"{f.name}: cluster F1, {label}",
+                    f.clusters[model].f1,
+                    "F1",
+                    "plain Splink model" if reference_score else None,
+                    reference_score.f1 if reference_score else None,
+                )
+    return figures
+
+
 def replace_section(text: str, section: str) -> str:
     start = text.find(SECTION)
     if start < 0:
@@ -1005,6 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="replace the section in bench/RESULTS.md (default: in full mode only)",
     )
+    parser.add_argument("--json", type=Path, help="also write the figures here (for bench/run_all.py)")
     args = parser.parse_args(argv)
     sizes = args.records or (QUICK_RECORDS if args.quick else FULL_RECORDS)
     runs = args.runs or (1 if args.quick else 3)
@@ -1035,6 +1084,8 @@ def main(argv: list[str] | None = None) -> int:
     if write:
         RESULTS.write_text(replace_section(RESULTS.read_text(), section))
         say(f"wrote the section to {RESULTS}")
+    if args.json:
+        json_figures(synthetic, febrl, section).write(args.json)
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python bench/enrollment_match_bench.py [--quick] [--households N] [--probes N] [--seed S]
                                            [--write/--no-write] [--profile] [--no-postgres] [--no-analyze]
+                                           [--json PATH]
 
 Full mode (the default, `make bench`): a generated population of 300,000 households (~1 M persons)
 is bulk-imported into a fresh SQLite file and a throw-away PostgreSQL schema (CIVICARD_TEST_POSTGRES_URL,
@@ -21,7 +22,8 @@ Reference in the same run: Splink's own per-call path on the same candidates and
 (`Linker(db_api.register(candidates), saved_model())` + `linker.inference.predict_between`), with
 its probabilities checked against ours.
 
-Quick mode (`--quick`): 3,000 households, 50 + 50 probes, nothing written unless --write.
+Quick mode (`--quick`): 3,000 households, 50 + 50 probes, nothing written unless --write. --json
+writes the figures for bench/run_all.py (bench/figures.py).
 `--profile` also runs the probes on SQLite under cProfile (stats to stderr and var/enrollment_match.prof).
 """
 
@@ -50,6 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import splink
 from databases import postgres_schema, sqlite_database
+from figures import Figures
 from splink import DuckDBAPI, Linker
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -695,6 +698,40 @@ def latency_table(runs: list[Run], splink_samples: list[SplinkSample], truth: di
     return lines
 
 
+def json_figures(
+    runs: list[Run], splink_samples: list[SplinkSample], truth: dict[str, str], households: int, details: str
+) -> Figures:
+    """Per database: `screen` latency (beside Splink's per-call path on the same candidates), import, index, recall."""
+    figures = Figures("enrollment_match", facts={"households": households}, details=details)
+    splink_ms = pct([s.setup_s + s.predict_s for s in splink_samples], 50) * 1000 if splink_samples else None
+    for run in runs:
+        if run.error or not run.samples:
+            continue
+        figures.facts[f"{run.name} persons"] = run.persons
+        figures.add(
+            f"{run.name}: `screen`, one record, p99",
+            pct([s.screen_s for s in run.samples], 99) * 1000,
+            "ms",
+            better="lower",
+        )
+        scored = [s.screen_s for s in run.samples if s.candidates]
+        if scored:
+            figures.add(
+                f"{run.name}: `screen` of a record with candidates, median",
+                pct(scored, 50) * 1000,
+                "ms",
+                "Splink's per-call path on the same candidates" if splink_ms else None,
+                splink_ms,
+                better="lower",
+            )
+        figures.add(f"{run.name}: import", run.import_s, "s", better="lower")
+        figures.add(f"{run.name}: match index built", run.index_s, "s", better="lower")
+        q = quality(run.samples, truth)
+        if q.reenrolled:
+            figures.add(f"{run.name}: re-enrollments, true person ranked first", q.top1 / q.reenrolled, "share")
+    return figures
+
+
 def versus_splink(run: Run, splink_seconds: list[float]) -> str:
     """Our scoring and whole screen against Splink's per-call path, on the records with candidates."""
     scored = [s for s in run.samples if s.candidates]
@@ -859,6 +896,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="replace the section in bench/RESULTS.md (default: in full mode only)",
     )
+    parser.add_argument("--json", type=Path, help="also write the figures here (for bench/run_all.py)")
     args = parser.parse_args(argv)
     households = args.households or (QUICK_HOUSEHOLDS if args.quick else FULL_HOUSEHOLDS)
     count = args.probes or (50 if args.quick else 200)
@@ -913,6 +951,8 @@ def main(argv: list[str] | None = None) -> int:
     if write:
         RESULTS.write_text(replace_section(RESULTS.read_text(), text))
         say(f"wrote the section to {RESULTS}")
+    if args.json:
+        json_figures(runs, splink_samples, truth, households, text).write(args.json)
     return 0
 
 

@@ -1,11 +1,12 @@
 """Bulk import throughput: a synthetic population into SQLite and PostgreSQL, against DuckDB's bare read.
 
-    python bench/import_bench.py [--households N] [--quick] [--seed S]
+    python bench/import_bench.py [--households N] [--quick] [--seed S] [--json PATH]
 
 Generates the population (civicard.registry.population) into a temp dir, imports it into a fresh
 SQLite file and a fresh PostgreSQL schema (CIVICARD_TEST_POSTGRES_URL, default the local `test`
 database; the schema is dropped afterwards), and prints a markdown table. The reference is the
-time DuckDB takes to read the same Parquet files into Arrow, measured in the same run.
+time DuckDB takes to read the same Parquet files into Arrow, measured in the same run. --json writes
+the figures for bench/run_all.py (bench/figures.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 from databases import postgres_schema, sqlite_database
+from figures import Figures
 from sqlalchemy.exc import OperationalError
 
 from civicard.adapters.bulk.importer import SOURCES, ImportReport, import_population
@@ -88,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--households", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="5,000 households")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="also write the figures here (for bench/run_all.py)")
     args = parser.parse_args(argv)
     households = 5_000 if args.quick else args.households
+    figures = Figures("import", facts={"households": households, "seed": args.seed})
     with tempfile.TemporaryDirectory(prefix="civicard-import-bench-") as tmp:
         work = Path(tmp)
         extract = work / "population"
@@ -114,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(f"| {name} | not run: {type(exc.orig).__name__} |")
                 continue
             results.append(row(name, report, phases, reference))
+            figures.facts["persons"] = report.persons
+            reading = "DuckDB reading the same Parquet into Arrow"
+            figures.add(f"{name}: whole import", report.seconds, "s", reading, reference, better="lower")
+            figures.add(f"{name}: households/s", report.households / report.seconds, "/s")
             print(f"{name}: {report.seconds:.1f} s", file=sys.stderr)
     print(
         f"\nBulk import of {households:,} generated households (seed {args.seed}); "
@@ -125,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     print("\n".join(results))
+    figures.write(args.json)
     return 0
 
 

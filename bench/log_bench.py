@@ -1,6 +1,7 @@
 """The verifiable access log: in memory, and stored on SQLite and PostgreSQL with the integrator running.
 
     python bench/log_bench.py [--quick] [--entries N] [--backends sqlite,postgresql] [--writers 8] [--seconds S]
+                              [--json PATH]
 
 In memory (reference: raw hashlib.sha256 of the same canonical leaves, same run): canonical encoding,
 MerkleTree appends, inclusion/consistency proof generation and verification, offline bundle checks.
@@ -11,7 +12,8 @@ integrator (entries/s), then `--writers` threads append one entry per transactio
 SqlAccessLog for `--seconds` while the background integrator runs (appends/s, and the lag from
 each commit to the first signed checkpoint that covers it, observed by a 5 ms watcher), then
 stored inclusion-proof latency (one query each), proof bundles, a resident's log, and a full
-`verify_stored_log`. Prints markdown tables.
+`verify_stored_log`. Prints markdown tables; --json writes the figures for bench/run_all.py
+(bench/figures.py).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from databases import postgres_schema, sqlite_database
+from figures import Figures
 from sqlalchemy import Engine, exists, func, select
 
 from civicard.adapters.db import tables as t
@@ -91,6 +94,11 @@ def ms(values: list[float]) -> str:
     return f"median {median * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms, max {top * 1000:.2f} ms"
 
 
+def p99_ms(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+
+
 def synthetic_rows(count: int, persons: int, seed: int) -> Iterator[tuple[Any, ...]]:
     """Access-log rows like the enforcement point writes: 1 in 20 about nobody, the rest about a person."""
     rng = random.Random(seed)
@@ -114,7 +122,7 @@ def synthetic_rows(count: int, persons: int, seed: int) -> Iterator[tuple[Any, .
 # --------------------------------------------------------------------------- in memory
 
 
-def bench_memory(entries: int, proofs: int, seed: int) -> list[str]:
+def bench_memory(entries: int, proofs: int, seed: int, figures: Figures) -> list[str]:
     rng = random.Random(seed)
     rows = [
         LogEntry(i + 1, at, actor, role, purpose, action, tuple(c.split(" ")) if c else (), detail, person, None, salt)
@@ -165,6 +173,10 @@ def bench_memory(entries: int, proofs: int, seed: int) -> list[str]:
     bundle_s = timed(lambda: ok.extend(check_proof_bundle(b, SIGNER.verifier).ok for b in bundles))
     if not all(ok):
         raise SystemExit("an in-memory proof failed to verify")
+    figures.add("in memory: appends", size / append_s, "/s", "raw SHA-256 of the leaves", size / raw_s)
+    figures.add("in memory: canonical encoding (integrator CPU per entry)", size / encode_s, "/s")
+    figures.add("in memory: inclusion proof verification", proofs / verify_s, "/s")
+    figures.add("in memory: offline proof-bundle checks", len(bundles) / bundle_s, "/s")
     return [
         f"### In memory — {size:,} canonical leaves (mean {sum(map(len, leaves)) / size:.0f} bytes), {proofs:,} proofs",
         "",
@@ -306,7 +318,7 @@ def integration_lags(engine: Engine, record: Appends) -> list[float]:
 
 
 def bench_stored(
-    backend: str, url: str, entries: int, writers: int, seconds: float, samples: int, seed: int
+    backend: str, url: str, entries: int, writers: int, seconds: float, samples: int, seed: int, figures: Figures
 ) -> list[str]:
     engine = make_engine(url)
     rng = random.Random(seed)
@@ -363,6 +375,17 @@ def bench_stored(
             )
         )
         lines.append(f"| commit → in a signed checkpoint | {len(lags):,} | | | {ms(lags)}; target ≤ 1 s |")
+        figures.add(f"{backend}: bulk insert of entries", entries / insert_s, "/s")
+        figures.add(f"{backend}: integrating a backlog, entries", entries / fold_s, "/s")
+        figures.add(
+            f"{backend}: appends by {writers} threads, integrator running",
+            len(record.commits) / elapsed,
+            "/s",
+            "the same with no integrator",
+            len(alone.commits) / alone_s,
+        )
+        if lags:
+            figures.add(f"{backend}: commit → in a signed checkpoint, p99", p99_ms(lags), "ms", better="lower")
 
         with engine.connect() as conn:
             latest = latest_checkpoint(conn)
@@ -414,6 +437,9 @@ def bench_stored(
             rate_row("`audit verify` of the whole log", size, verify_all_s, "recomputes leaves, chains, nodes, roots"),
             "",
         ]
+        figures.add(f"{backend}: stored inclusion proof latency, p99", p99_ms(proof_times), "ms", better="lower")
+        figures.add(f"{backend}: stored proof verification", samples / verify_s, "/s")
+        figures.add(f"{backend}: `audit verify` of the whole log", verify_all_s, "s", better="lower")
     finally:
         engine.dispose()
     return lines
@@ -427,6 +453,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--seed", type=int, default=9162)
+    parser.add_argument("--json", type=Path, help="also write the figures here (for bench/run_all.py)")
     args = parser.parse_args(argv)
     args.entries = args.entries or (QUICK_ENTRIES if args.quick else FULL_ENTRIES)
     args.seconds = args.seconds or (3.0 if args.quick else 10.0)
@@ -439,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"Log benchmark: Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores")
     print()
-    for line in bench_memory(max(args.entries, 50_000), args.proofs, args.seed):
+    figures = Figures("log", facts={"entries": args.entries, "writers": args.writers, "seconds": args.seconds})
+    for line in bench_memory(max(args.entries, 50_000), args.proofs, args.seed, figures):
         print(line, flush=True)
     backends: dict[str, Callable[[Path], AbstractContextManager[str]]] = {
         "sqlite": sqlite_database,
@@ -449,9 +477,10 @@ def main(argv: list[str] | None = None) -> int:
         for backend in args.backends.split(","):
             with backends[backend](Path(work)) as url:
                 for line in bench_stored(
-                    backend, url, args.entries, args.writers, args.seconds, args.samples, args.seed
+                    backend, url, args.entries, args.writers, args.seconds, args.samples, args.seed, figures
                 ):
                     print(line, flush=True)
+    figures.write(args.json)
     return 0
 
 

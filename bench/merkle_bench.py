@@ -1,8 +1,9 @@
 """Benchmark the in-memory RFC 9162 Merkle tree against raw hashlib.sha256 on the same entries.
 
-Run: python bench/merkle_bench.py [--entries N] [--quick] [--proofs K] [--seed S]
+Run: python bench/merkle_bench.py [--entries N] [--quick] [--proofs K] [--seed S] [--json PATH]
 Prints a markdown table: appends/s, proof generation/s, proof verification/s, and raw
-SHA-256 hashes/s of the same entries with the ratio appends : raw hashes.
+SHA-256 hashes/s of the same entries with the ratio appends : raw hashes; --json writes the same
+figures for bench/run_all.py.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from figures import Figures
 
 from civicard.transparency.merkle import (
     MerkleTree,
@@ -64,6 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help=f"use {QUICK_ENTRIES:,} entries")
     parser.add_argument("--proofs", type=int, default=None, help="proofs to generate and verify")
     parser.add_argument("--seed", type=int, default=9162)
+    parser.add_argument("--json", type=Path, help="also write the figures here (for bench/run_all.py)")
     args = parser.parse_args(argv)
     if args.quick:
         args.entries = QUICK_ENTRIES
@@ -128,6 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"appends/s : raw hashes/s = {appends_per_s / raw_per_s:.2f} (each append costs ~2 SHA-256 calls)")
     print(f"root {root.hex()}")
+    figures = Figures("merkle", facts={"entries": size, "proofs": args.proofs})
+    raw = "raw SHA-256 of the entries"
+    figures.add("append", appends_per_s, "/s", raw, raw_per_s)
+    figures.add(f"inclusion proof generation (size {size:,})", args.proofs / gen_seconds, "/s")
+    figures.add("inclusion proof verification", args.proofs / verify_seconds, "/s")
+    figures.add("consistency proof generation", args.proofs / cons_seconds, "/s")
+    figures.add("consistency proof verification", args.proofs / cons_verify_seconds, "/s")
+    figures.write(args.json)
     return 0
 
 

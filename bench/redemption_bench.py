@@ -1,6 +1,7 @@
 """Redemption (issue 7): POST /v1/redemptions under load, beside pgbench TPC-B in the same run.
 
     python bench/redemption_bench.py [--quick] [--households N] [--seconds S] [--workers 2,3,4] [--write/--no-write]
+                                     [--json PATH]
 
 What it does, all on the shared PostgreSQL at 127.0.0.1:5432 (CIVICARD_BENCH_POSTGRES_URL), in
 throw-away databases dropped at the end:
@@ -19,7 +20,8 @@ throw-away databases dropped at the end:
   4. The ledger is checked after each run: redemptions written == 201 answers.
 Prints redemptions/s, p50/p95/p99 latency, error rate, pgbench tps, the ratio and the machine;
 full mode (and --write) replaces the "## Redemption (issue 7)" section of bench/RESULTS.md.
-Quick mode: 3,000 households, 10 s runs, 2 workers, nothing written.
+Quick mode: 3,000 households, 10 s runs, 2 workers, nothing written. --json writes the figures for
+bench/run_all.py (bench/figures.py).
 """
 
 from __future__ import annotations
@@ -48,13 +50,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+# bench/ too: uvicorn imports this file as bench.redemption_bench, where bench/figures.py is not on the path.
+sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
 
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
+from figures import Figures  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from civicard.adapters.api.access import SignedRequest  # noqa: E402
@@ -767,6 +771,24 @@ def replace_section(text: str, new: str) -> str:
     return text[:start] + new + (text[following + 1 :] if following >= 0 else "")
 
 
+def json_figures(tps: float, results: list[LoadResult], alone: InProcess, households: int, details: str) -> Figures:
+    """Per worker count: redemptions/s beside pgbench TPC-B of the same run, p99 and errors; CPU per sale."""
+    figures = Figures("redemption", facts={"households": households}, details=details)
+    for r in results:
+        figures.add(f"{r.workers} workers: redemptions/s", r.rate, "/s", "pgbench TPC-B tps", tps)
+        figures.add(f"{r.workers} workers: p99 latency", r.p99_ms, "ms", better="lower")
+        figures.add(f"{r.workers} workers: error rate", r.error_rate, "share", better="lower")
+    figures.add(
+        "in process, no HTTP: CPU per sale",
+        alone.cpu_ms_per_sale,
+        "ms",
+        "`SELECT 1` through SQLAlchemy",
+        alone.sqlalchemy_select1_ms,
+        better="lower",
+    )
+    return figures
+
+
 def require_tools() -> None:
     missing = [tool for tool in ("wrk", "pgbench") if shutil.which(tool) is None]
     if missing:
@@ -781,6 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", help="uvicorn worker counts to try, comma-separated (default 2,3,4; quick 2)")
     parser.add_argument("--profile", type=Path, help="write py-spy collapsed stacks to PROFILE.<N>w.txt")
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=None, help="replace the section")
+    parser.add_argument("--json", type=Path, help="also write the figures here (for bench/run_all.py)")
     args = parser.parse_args(argv)
     require_tools()
     households = args.households or (3_000 if args.quick else 30_000)
@@ -829,13 +852,16 @@ def main(argv: list[str] | None = None) -> int:
     consistent = all(0 <= r.written - r.approved <= CONNECTIONS for r in results)
     if not consistent:
         say("LEDGER MISMATCH: redemptions written differ from 201 answers")
+    command = "python bench/redemption_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.write if args.write is not None else not args.quick:
-        command = "python bench/redemption_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
         text = replace_section(
             RESULTS.read_text(encoding="utf-8"), section(facts, town, tps, results, alone, command.strip())
         )
         RESULTS.write_text(text, encoding="utf-8")
         say(f"wrote the section to {RESULTS}")
+    if args.json:
+        details = section(facts, town, tps, results, alone, command.strip())
+        json_figures(tps, results, alone, households, details).write(args.json)
     return 0 if consistent else 1
 
 

@@ -1,6 +1,7 @@
 """Programs (issue 6): bulk eligibility of synthetic households under the five demo programs.
 
     python bench/rules_bench.py [--quick] [--households N] [--runs R] [--period 2026-12] [--write/--no-write]
+                                [--json PATH]
 
 Full mode (the default, `make bench`): 10 M synthetic households and their members, as Arrow
 columns of the canonical types (numbers DOUBLE, yes/no BOOLEAN, household_id VARCHAR), decided
@@ -16,7 +17,8 @@ same columns:
   (f) decisions.decide with its explanation, one household and all programs, in process.
 Agreement: on a sample of households, DuckDB, Polars and OpenFisca against the Python evaluator.
 The results replace the "Programs (issue 6)" section of bench/RESULTS.md (full mode only, unless
---write). Quick mode: 200 k households, one run, nothing written.
+--write). Quick mode: 200 k households, one run, nothing written. --json writes the figures for
+bench/run_all.py (bench/figures.py).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from figures import Figures
 
 from civicard.programs.decisions import HouseholdFacts, decide
 from civicard.programs.engines import Outcome
@@ -596,6 +599,34 @@ READING = (
 )
 
 
+def json_figures(report: Report, details: str) -> Figures:
+    """The report's timings as figures: each bulk path against the raw DuckDB scan, and against OpenFisca."""
+    s = report.seconds
+    figures = Figures("rules", facts={"households": report.households, "members": report.members}, details=details)
+    scan = "raw DuckDB scan of the same columns"
+    figures.add("decide() × 5 programs, one household, with its reasons", s["decide_ms"], "ms", better="lower")
+    figures.add("raw DuckDB scan (households + members per household)", s["scan"], "s", better="lower")
+    paths = {
+        "duckdb": "decisions_query on DuckDB, materialised",
+        "polars": "frame_decisions on Polars, Arrow in and out",
+        "parquet": "DuckDB: decide and write to Parquet",
+        "parquet_polars": "Polars: decide and write to Parquet",
+        "openfisca": "OpenFisca-core, simulation built + computed",
+        "openfisca_compute": "OpenFisca-core, computing alone",
+    }
+    for key, name in paths.items():
+        if key in s:
+            figures.add(name, s[key], "s", scan, s["scan"], better="lower")
+    for key in ("duckdb", "polars"):
+        if key in s and "openfisca" in s:
+            figures.add(f"{paths[key]}, against OpenFisca", s[key], "s", paths["openfisca"], s["openfisca"], "lower")
+    for key in ("duckdb", "polars", "openfisca"):
+        if f"{key}_disagreements" in s:
+            wrong = s[f"{key}_disagreements"]
+            figures.add(f"{key}: sampled households disagreeing with Python", wrong, "", better="lower")
+    return figures
+
+
 def replace_section(text: str, new: str) -> str:
     start = text.find(SECTION)
     if start < 0:
@@ -621,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="replace the section in bench/RESULTS.md (default: full mode only)",
     )
+    parser.add_argument("--json", type=Path, help="also write the figures here (for bench/run_all.py)")
     args = parser.parse_args(argv)
     households = args.households or (QUICK_HOUSEHOLDS if args.quick else FULL_HOUSEHOLDS)
     runs = args.runs or (1 if args.quick else 3)
@@ -636,13 +668,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  agreement: {name}: {value}")
     for name, value in report.shares.items():
         print(f"  eligible: {name}: {value}")
+    command = "python bench/rules_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.write if args.write is not None else not args.quick:
-        command = "python bench/rules_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
         RESULTS.write_text(
             replace_section(RESULTS.read_text(encoding="utf-8"), section(report, command.strip(), runs, period)),
             encoding="utf-8",
         )
         say(f"wrote the section to {RESULTS}")
+    if args.json:
+        json_figures(report, section(report, command.strip(), runs, period)).write(args.json)
     return (
         0
         if report.seconds.get("duckdb_disagreements", 0) == 0 and report.seconds.get("polars_disagreements", 0) == 0
