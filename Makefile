@@ -49,6 +49,7 @@ unit: $(VENV)/.installed-dev
 ## bench: every benchmark at full size, 3 runs each (hours; on a quiet machine), figures beside their references into bench/RESULTS.md
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/soak.py  # 10 min of mixed load on one server; appends its section to bench/RESULTS.md
 
 ## bench-quick: every benchmark at CI size, one run each (minutes), into bench/RESULTS.quick.md (git-ignored)
 bench-quick: $(VENV)/.installed-dev
