@@ -1,0 +1,808 @@
+"""National scale (issue 10, items 2–3): the whole pipeline on one machine, step by step, resumable.
+
+    python bench/national_bench.py [--households N | --quick] [--database-url URL] [--work DIR]
+                                   [--resume] [--json] [--out FILE] [--seed S] [--memory-limit 8GB]
+                                   [--redemptions N] [--dedup-chunks N]
+
+Default size 10,000,000 households (~30 M people) into a fresh PostgreSQL database
+`civicard_national` on 127.0.0.1:5432; --quick is 20,000 households. Steps, in order:
+  disk          estimate the bytes a household needs (a 2,000-household sample) and refuse if short
+  database      create the database if missing and migrate it
+  generate      the synthetic population to Parquet, in chunks of --chunk-households
+  import        bulk import (COPY), one transaction, every person's write logged
+  dedup         read the registry (logged) to Parquet page by page, count blocked candidate pairs at
+                the full and at half the size (pairs per record: linear blocking keeps it flat), then
+                the saved model with prediction in chunks, DuckDB memory_limit and temp_directory set
+  cycle         publish the rule packs in rulepacks/, decide this month for every household
+  entitlements  count the entitlements the cycle wrote, in the period's partition
+  redemptions   prices, a shop, cards for --redemptions households, one sale each (service layer)
+  settlement    close the period and settle every vendor; verify recomputes it from the ledger
+  explain       EXPLAIN (ANALYZE at quick size) of the hot queries; partition pruning checked
+Each step runs in its own process: its wall time and peak RSS (the process and its children, from
+wait4) are measured from outside, and its result is written to WORK/results/NN-step.json as soon as
+it finishes. --resume skips steps whose result file exists, so a run that stopped goes on where it
+left off. The table (Markdown, or JSON with --json) goes to stdout, and to --out if given.
+Exit codes: 0 done, 1 a step failed (its one-line reason on stderr), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+import sqlalchemy as sa  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/civicard_national"
+FULL_HOUSEHOLDS = 10_000_000
+QUICK_HOUSEHOLDS = 20_000
+SAMPLE_HOUSEHOLDS = 2_000
+# PostgreSQL holds a household's rows, their indexes, the access-log entries of the import, the dedup
+# read and the cycle, decisions and entitlements: ~14.5× the Parquet bytes at 2,000 households
+# (measured by this script's `import` step, which reports the ratio). DuckDB's spill and the
+# registry extract take ~3× more. Headroom on top: 25 %.
+POSTGRES_PER_PARQUET_BYTE = 15.0
+WORK_PER_PARQUET_BYTE = 4.0
+HEADROOM = 1.25
+# Tables, their indexes and TOAST in the schema the URL works in (not the whole database: a test
+# or a shared server holds other schemas).
+SCHEMA_BYTES = (
+    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+)
+STEPS = (
+    "disk",
+    "database",
+    "generate",
+    "import",
+    "dedup",
+    "cycle",
+    "entitlements",
+    "redemptions",
+    "settlement",
+    "explain",
+)
+
+
+class StepFailed(Exception):
+    """A step cannot go on; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Run:
+    households: int
+    url: str
+    work: Path
+    seed: int
+    quick: bool
+    memory_limit: str
+    chunk_households: int
+    redemptions: int
+    dedup_chunks: int | None
+
+    @property
+    def results(self) -> Path:
+        return self.work / "results"
+
+    @property
+    def population(self) -> Path:
+        return self.work / "population"
+
+    def result_file(self, step: str) -> Path:
+        return self.results / f"{STEPS.index(step):02d}-{step}.json"
+
+    def details_file(self, step: str) -> Path:
+        return self.results / f"{STEPS.index(step):02d}-{step}.details.json"
+
+    def details(self, step: str) -> dict[str, Any]:
+        """What an earlier step reported (the cycle's period, for instance)."""
+        found: dict[str, Any] = json.loads(self.result_file(step).read_text(encoding="utf-8"))["details"]
+        return found
+
+    def engine(self) -> sa.Engine:
+        from civicard.adapters.db.engine import make_engine
+
+        return make_engine(self.url)
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- the steps (each runs in a child process: `--step NAME`) -----------------------------------------
+
+
+def step_disk(run: Run) -> dict[str, Any]:
+    from civicard.registry.population import PopulationSpec, generate_population
+
+    with tempfile.TemporaryDirectory(prefix="civicard-national-sample-") as tmp:
+        generate_population(PopulationSpec(households=SAMPLE_HOUSEHOLDS, seed=run.seed), Path(tmp))
+        parquet = sum(p.stat().st_size for p in Path(tmp).glob("*.parquet")) / SAMPLE_HOUSEHOLDS
+    run.work.mkdir(parents=True, exist_ok=True)
+    work_need = run.households * parquet * (1 + WORK_PER_PARQUET_BYTE) * HEADROOM
+    pg_need = run.households * parquet * POSTGRES_PER_PARQUET_BYTE * HEADROOM
+    work_free = shutil.disk_usage(run.work).free
+    data_dir = _postgres_data_directory(run.url)
+    same_disk = data_dir is None or os.stat(data_dir).st_dev == os.stat(run.work).st_dev
+    pg_free = work_free if same_disk else shutil.disk_usage(data_dir or run.work).free
+    checks = [(run.work, work_need + (pg_need if same_disk else 0), work_free)]
+    if not same_disk:
+        checks.append((Path(data_dir or ""), pg_need, pg_free))
+    for where, need, free in checks:
+        if need > free:
+            raise StepFailed(
+                f"not enough disk for {run.households:,} households: {need / 2**30:.1f} GiB needed on "
+                f"{where}, {free / 2**30:.1f} GiB free"
+            )
+    return {
+        "parquet_bytes_per_household": round(parquet),
+        "work_need_gib": round(work_need / 2**30, 2),
+        "postgres_need_gib": round(pg_need / 2**30, 2),
+        "free_gib": round(work_free / 2**30, 1),
+        "postgres_data_directory": data_dir or "unknown (not readable: work disk assumed)",
+    }
+
+
+def _postgres_data_directory(url: str) -> str | None:
+    """The server's data directory when it is on this machine and readable, else None."""
+    admin = sa.create_engine(make_url(url).set(database="postgres"))
+    try:
+        with admin.connect() as conn:
+            found = str(conn.execute(sa.text("SHOW data_directory")).scalar_one())
+    except sa.exc.SQLAlchemyError:
+        return None
+    finally:
+        admin.dispose()
+    return found if Path(found).exists() else None
+
+
+def step_database(run: Run) -> dict[str, Any]:
+    from civicard.adapters.db.migrate import upgrade
+
+    url = make_url(run.url)
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": url.database}).first()
+            if not exists:
+                conn.execute(sa.text(f'CREATE DATABASE "{url.database}"'))  # name from the operator's URL
+    finally:
+        admin.dispose()
+    upgrade(run.url)
+    return {"database": url.database, "created": not exists}
+
+
+def step_generate(run: Run) -> dict[str, Any]:
+    from civicard.registry.population import PopulationSpec, generate_population
+
+    if run.population.exists():
+        shutil.rmtree(run.population)  # a half-written earlier attempt
+    spec = PopulationSpec(households=run.households, seed=run.seed, chunk_households=run.chunk_households)
+    summary = generate_population(spec, run.population)
+    size = sum(p.stat().st_size for p in run.population.glob("*.parquet"))
+    return {
+        "households": summary.households,
+        "persons": summary.persons,
+        "parquet_mib": round(size / 2**20, 1),
+        "chunk_households": run.chunk_households,
+    }
+
+
+def step_import(run: Run) -> dict[str, Any]:
+    from civicard.adapters.bulk.importer import import_population
+    from civicard.shared.clock import Clock
+    from tests.integration.distribution_fixtures import LOADER
+
+    engine = run.engine()
+    try:
+        report = import_population(engine, run.population, LOADER, Clock(), None)
+        with engine.connect() as conn:
+            database_bytes = int(conn.execute(sa.text(SCHEMA_BYTES)).scalar_one())
+            conn.execute(sa.text("ANALYZE"))
+    finally:
+        engine.dispose()
+    parquet = sum(p.stat().st_size for p in run.population.glob("*.parquet"))
+    return {
+        "households": report.households,
+        "persons": report.persons,
+        "rows": sum(report.rows.values()),
+        "access_entries": report.access_entries,
+        "schema_gib": round(database_bytes / 2**30, 3),
+        "database_per_parquet_byte": round(database_bytes / max(parquet, 1), 1),
+    }
+
+
+def step_dedup(run: Run) -> dict[str, Any]:
+    import duckdb
+
+    from civicard.adapters.cli.dedup import _quiet_splink, connect
+    from civicard.dedup.chunked import candidate_pairs, chunks_for, run_batch_in_chunks
+    from civicard.dedup.model import saved_model
+
+    extract = run.work / "dedup" / "registry.parquet"
+    spill = run.work / "dedup" / "spill"
+    spill.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    records = _registry_to_parquet(run, extract)
+    read_seconds = time.perf_counter() - started
+    _quiet_splink()
+    model = saved_model()
+    con = connect(run.memory_limit, spill)
+    try:
+        con.execute("CREATE TABLE dedup_input AS SELECT * FROM read_parquet(?)", [str(extract)])
+        timings: dict[str, float] = {}
+
+        def step(name: str) -> None:
+            timings[name] = time.perf_counter()
+
+        result = run_batch_in_chunks(con, "dedup_input", model=model, chunks=run.dedup_chunks, step=step)
+        names = list(timings)
+        ends = [*(timings[n] for n in names[1:]), time.perf_counter()]
+        seconds = {n: round(e - timings[n], 2) for n, e in zip(names, ends, strict=True)}
+        sample = 1.0 if records <= 500_000 else 0.05
+        full = candidate_pairs(con, "dedup_features", model, sample)
+        con.execute(
+            "CREATE TABLE dedup_features_half AS SELECT * FROM dedup_features "
+            "WHERE hash(coalesce(household_id, unique_id)) % 2 = 0"
+        )
+        half_records = int(con.execute("SELECT count(*) FROM dedup_features_half").fetchall()[0][0])
+        half = candidate_pairs(con, "dedup_features_half", model, sample)
+    except duckdb.Error as exc:
+        raise StepFailed(f"dedup failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+    return {
+        "records": result.records,
+        "chunks": run.dedup_chunks or chunks_for(result.records),
+        "memory_limit": run.memory_limit,
+        "pairs_at_review_band": result.pairs,
+        "duplicate_clusters": result.duplicate_clusters,
+        "records_in_clusters": result.records_in_clusters,
+        "household_members_separated": result.household_members_separated,
+        "candidate_pairs": full,
+        "candidate_pairs_per_record": round(full / max(result.records, 1), 3),
+        "half_records": half_records,
+        "half_candidate_pairs": half,
+        "half_candidate_pairs_per_record": round(half / max(half_records, 1), 3),
+        "candidate_pairs_estimated": sample < 1.0,
+        "read_registry_seconds": round(read_seconds, 2),
+        "seconds_by_stage": seconds,
+    }
+
+
+def _registry_to_parquet(run: Run, path: Path) -> int:
+    """Every active person as a dedup input record, page by page into Parquet (bounded memory),
+    each page's reads logged (duplicate_screening, identity) in one transaction like
+    dedup_extract.registry_records, which holds the whole registry in Python lists."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from civicard.adapters.db import tables as t
+    from civicard.adapters.db.dedup_extract import CHUNK
+    from civicard.adapters.db.uow import SqlUnitOfWork
+    from civicard.dedup.records import INPUT_COLUMNS
+    from civicard.shared.clock import Clock
+    from civicard.transparency.access import AccessContext, Actor, Subject, disclose
+
+    p, m = t.persons, t.memberships
+    query = (
+        sa.select(
+            p.c.id,
+            p.c.given_names,
+            p.c.first_surname,
+            p.c.second_surname,
+            p.c.birth_date,
+            p.c.sex,
+            p.c.address_line,
+            p.c.postcode,
+            p.c.municipality,
+            p.c.phone,
+            p.c.national_id,
+            m.c.household_id,
+        )
+        .select_from(p.outerjoin(m, (m.c.person_id == p.c.id) & m.c.valid_to.is_(None)))
+        .where(p.c.record_status != "merged")
+        .order_by(p.c.id)
+    )
+    names = (*INPUT_COLUMNS, "household_id")
+    schema = pa.schema([(n, pa.string()) for n in names])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    context = AccessContext(Actor("bench:national", "system"), "duplicate_screening")
+    engine = run.engine()
+    written, last = 0, ""
+    try:
+        with SqlUnitOfWork(engine, context, Clock()) as uow, pq.ParquetWriter(path, schema) as out:
+            while True:
+                page = uow.connection.execute(query.where(p.c.id > last).limit(CHUNK)).all()
+                if not page:
+                    break
+                last = page[-1].id
+                disclose(
+                    uow.access_log,
+                    context,
+                    [Subject.person(r.id) for r in page],
+                    ["identity"],
+                    "duplicate_screening",
+                    uow.clock.now(),
+                )
+                columns = [
+                    [r.id for r in page],
+                    [r.given_names for r in page],
+                    [f"{r.first_surname} {r.second_surname or ''}".strip() for r in page],
+                    [r.birth_date.isoformat() for r in page],
+                    [r.sex for r in page],
+                    [r.address_line for r in page],
+                    [r.postcode for r in page],
+                    [r.municipality for r in page],
+                    [r.phone for r in page],
+                    [r.national_id for r in page],
+                    [r.household_id for r in page],
+                ]
+                out.write_table(pa.table(dict(zip(names, columns, strict=True)), schema=schema))
+                written += len(page)
+            uow.commit()
+    finally:
+        engine.dispose()
+    return written
+
+
+def step_cycle(run: Run) -> dict[str, Any]:
+    from civicard.adapters.bulk.cycle import run_cycle
+    from civicard.adapters.db.uow import SqlUnitOfWork
+    from civicard.programs.cycles import period_of
+    from civicard.shared.clock import Clock
+    from tests.integration.distribution_fixtures import CYCLE, register_rules
+
+    clock = Clock()
+    period = period_of(clock.today())
+    engine = run.engine()
+    try:
+        register_rules(engine, clock)
+        with SqlUnitOfWork(engine, CYCLE, clock) as uow:
+            report = run_cycle(uow, period, run.work / "cycle")
+            uow.commit()
+    finally:
+        engine.dispose()
+    return {
+        "period": period,
+        "programs": list(report.programs),
+        "households": report.households,
+        "decisions": report.decisions_new,
+        "entitlements_written": report.entitlements_new,
+        "eligible": report.eligible,
+    }
+
+
+def step_entitlements(run: Run) -> dict[str, Any]:
+    period = run.details("cycle")["period"]
+    partition = f"entitlements_p{period.replace('-', '_')}"
+    engine = run.engine()
+    try:
+        with _oversight(engine) as uow:
+            conn = uow.connection
+            conn.execute(sa.text("ANALYZE entitlements"))
+            in_partition = int(conn.execute(sa.text(f"SELECT count(*) FROM {partition}")).scalar_one())
+            households = int(
+                conn.execute(
+                    sa.text("SELECT count(DISTINCT household_id) FROM entitlements WHERE period = :p"), {"p": period}
+                ).scalar_one()
+            )
+            size = int(conn.execute(sa.text("SELECT pg_total_relation_size(:t)"), {"t": partition}).scalar_one())
+    finally:
+        engine.dispose()
+    expected = int(run.details("cycle")["entitlements_written"])
+    if in_partition != expected:
+        raise StepFailed(f"{partition} holds {in_partition:,} rows, the cycle wrote {expected:,}")
+    return {
+        "period": period,
+        "partition": partition,
+        "rows": in_partition,
+        "households": households,
+        "partition_mib": round(size / 2**20, 1),
+    }
+
+
+def _oversight(engine: sa.Engine) -> Any:
+    """A read-only unit of work for counts and plans over personal tables (the guard wants one)."""
+    from civicard.shared.clock import Clock
+    from tests.integration.distribution_fixtures import system_uow
+
+    return system_uow(engine, Clock())
+
+
+def step_redemptions(run: Run) -> dict[str, Any]:
+    import secrets
+
+    from civicard.distribution.redemption import RedemptionKeys
+    from civicard.identity.cards import CardKeys
+    from civicard.shared.clock import Clock
+    from civicard.shared.keys import RootKey
+    from tests.integration.distribution_fixtures import (
+        DistributionTown,
+        add_till,
+        issue,
+        load_items,
+        redeem_once,
+        set_prices,
+    )
+
+    period = run.details("cycle")["period"]
+    clock = Clock()
+    engine = run.engine()
+    try:
+        now = clock.now()
+        set_prices(engine, period, load_items(engine, now), now)
+        shop = add_till(engine, "shop", "Tienda Nacional", now)
+        root = RootKey(secrets.token_bytes(32))
+        card_keys = CardKeys.derive(root)
+        town = DistributionTown(engine, clock, period, card_keys, RedemptionKeys(card_keys, root), shop, shop)
+        holders = _rice_holders(engine, period, run.redemptions)
+        started = time.perf_counter()
+        cards = [issue(engine, clock, card_keys, person, household) for household, person in holders]
+        cards_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        answers = [
+            redeem_once(town, shop, card.token, {"RICE-1KG": 1}, f"national-{n}")[0] for n, card in enumerate(cards)
+        ]
+        sales_seconds = time.perf_counter() - started
+    finally:
+        engine.dispose()
+    refused = sum(a != 201 for a in answers)
+    if refused:
+        raise StepFailed(f"{refused} of {len(answers)} redemptions refused")
+    return {
+        "period": period,
+        "vendor_id": shop.vendor_id,
+        "cards_issued": len(cards),
+        "redemptions": len(answers),
+        "cards_per_second": round(len(cards) / max(cards_seconds, 1e-9), 1),
+        "redemptions_per_second": round(len(answers) / max(sales_seconds, 1e-9), 1),
+    }
+
+
+def _rice_holders(engine: sa.Engine, period: str, limit: int) -> list[tuple[str, str]]:
+    """(household, first adult member) for up to `limit` households with rice left this period."""
+    from civicard.adapters.db import tables as t
+    from civicard.shared.clock import Clock
+    from tests.integration.distribution_fixtures import system_uow
+
+    e, m, p = t.entitlements, t.memberships, t.persons
+    adult_born_before = Clock().today().replace(year=Clock().today().year - 18)
+    with system_uow(engine, Clock()) as uow:
+        rice = (
+            sa.select(e.c.household_id)
+            .where(e.c.period == period, e.c.item_code == "RICE-1KG", e.c.remaining > 0)
+            .order_by(e.c.household_id)
+            .limit(limit)
+            .subquery()
+        )
+        rows = uow.connection.execute(
+            sa.select(m.c.household_id, sa.func.min(p.c.id))
+            .join(p, p.c.id == m.c.person_id)
+            .where(
+                m.c.household_id.in_(sa.select(rice.c.household_id)),
+                m.c.valid_to.is_(None),
+                p.c.record_status == "active",
+                p.c.birth_date <= adult_born_before,
+            )
+            .group_by(m.c.household_id)
+            .order_by(m.c.household_id)
+        ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def step_settlement(run: Run) -> dict[str, Any]:
+    from civicard.adapters.db.settlement_store import SqlSettlementUnitOfWork
+    from civicard.distribution import settlement
+    from civicard.shared.clock import Clock
+    from civicard.transparency.access import AccessContext, Actor
+
+    period = run.details("cycle")["period"]
+    clock = Clock()
+    engine = run.engine()
+    actor = Actor("bench:national", "system")
+    try:
+        started = time.perf_counter()
+        with SqlSettlementUnitOfWork(engine, AccessContext(actor, "distribution_admin"), clock) as uow:
+            result = settlement.settle(uow, period, actor.id)
+        settle_seconds = time.perf_counter() - started
+        with SqlSettlementUnitOfWork(engine, AccessContext(actor, "settlement"), clock) as uow:
+            differences = settlement.verify(uow, period)
+    finally:
+        engine.dispose()
+    if differences:
+        raise StepFailed(f"verify found {len(differences)} difference(s) right after settling {period}")
+    return {
+        "period": period,
+        "vendors": len(result.totals),
+        "redemptions": sum(total.redemptions for total in result.totals),
+        "subsidy_minor": sum(total.subsidy_minor for total in result.totals),
+        "settle_seconds": round(settle_seconds, 3),
+        "verified": True,
+    }
+
+
+# --- EXPLAIN ------------------------------------------------------------------------------------------
+
+HOT_QUERIES = {
+    "entitlements of a household in a period": (
+        "SELECT * FROM entitlements WHERE period = :period AND household_id = :household",
+        "entitlements",
+    ),
+    "redemptions of a household in a period": (
+        "SELECT * FROM redemptions WHERE period = :period AND household_id = :household",
+        "redemptions",
+    ),
+    "access log of a subject": (
+        "SELECT * FROM access_log WHERE subject_person_id = :person ORDER BY seq",
+        None,
+    ),
+    "card by handle": ("SELECT * FROM cards WHERE handle = :handle", None),
+}
+
+
+def step_explain(run: Run) -> dict[str, Any]:
+    period = run.details("cycle")["period"]
+    suffix = period.replace("-", "_")
+    engine = run.engine()
+    plans: dict[str, Any] = {}
+    try:
+        with _oversight(engine) as uow:
+            conn = uow.connection
+            conn.execute(sa.text("ANALYZE"))
+            household, person, handle = conn.execute(
+                sa.text(
+                    "SELECT r.household_id, c.person_id, c.handle FROM redemptions r "
+                    "JOIN cards c ON c.id = r.card_id WHERE r.period = :p LIMIT 1"
+                ),
+                {"p": period},
+            ).one()
+            values = {"period": period, "household": household, "person": person, "handle": handle}
+            options = "ANALYZE, BUFFERS, FORMAT JSON" if run.quick else "FORMAT JSON"
+            for name, (query, partitioned) in HOT_QUERIES.items():
+                plan = conn.execute(sa.text(f"EXPLAIN ({options}) {query}"), values).scalar_one()
+                root = (plan if isinstance(plan, list) else json.loads(plan))[0]
+                relations = sorted(_relations(root["Plan"]))
+                pruned = partitioned is None or relations == [f"{partitioned}_p{suffix}"]
+                plans[name] = {
+                    "relations": relations,
+                    "indexed": any("Index" in n for n in _node_types(root["Plan"])),
+                    "partition_pruned": pruned if partitioned else None,
+                    "ms": root.get("Execution Time"),
+                }
+            access_log_partitioned = bool(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_partitioned_table pt JOIN pg_class c ON c.oid = pt.partrelid "
+                        "WHERE c.relname = 'access_log' AND pg_table_is_visible(c.oid)"
+                    )
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+    unpruned = [n for n, p in plans.items() if p["partition_pruned"] is False]
+    if unpruned:
+        raise StepFailed(f"no partition pruning in: {', '.join(unpruned)}")
+    return {"analyze": run.quick, "plans": plans, "access_log_partitioned": access_log_partitioned}
+
+
+def _relations(node: dict[str, Any]) -> set[str]:
+    found = {node["Relation Name"]} if "Relation Name" in node else set()
+    for child in node.get("Plans", []):
+        found |= _relations(child)
+    return found
+
+
+def _node_types(node: dict[str, Any]) -> list[str]:
+    return [node["Node Type"], *(t for child in node.get("Plans", []) for t in _node_types(child))]
+
+
+STEP_FUNCTIONS: dict[str, Callable[[Run], dict[str, Any]]] = {
+    "disk": step_disk,
+    "database": step_database,
+    "generate": step_generate,
+    "import": step_import,
+    "dedup": step_dedup,
+    "cycle": step_cycle,
+    "entitlements": step_entitlements,
+    "redemptions": step_redemptions,
+    "settlement": step_settlement,
+    "explain": step_explain,
+}
+
+
+# --- orchestration ------------------------------------------------------------------------------------
+
+
+def run_step_here(run: Run, name: str) -> int:
+    """The child's side: run one step, write its details; a failure is one line on stderr, exit 1."""
+    from civicard.shared.errors import DomainError
+
+    try:
+        details = STEP_FUNCTIONS[name](run)
+    except (StepFailed, DomainError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    except sa.exc.OperationalError as exc:
+        print(f"{name}: database unusable: {str(exc.orig).splitlines()[0]}", file=sys.stderr)
+        return 1
+    run.details_file(name).write_text(json.dumps(details, indent=1, default=str) + "\n", encoding="utf-8")
+    return 0
+
+
+def measure_step(run: Run, name: str, argv: list[str]) -> dict[str, Any]:
+    """Run the step in a child process; wall time, and peak RSS from wait4 (the child's largest
+    moment, its own children included)."""
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), *argv, "--step", name], stderr=subprocess.PIPE, text=True
+    )
+    _pid, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    stderr = child.stderr.read() if child.stderr is not None else ""
+    seconds = time.perf_counter() - started
+    if child.returncode != 0:
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        raise StepFailed(lines[-1] if lines else f"{name}: exited with {child.returncode}")
+    details = json.loads(run.details_file(name).read_text(encoding="utf-8"))
+    result = {
+        "step": name,
+        "seconds": round(seconds, 2),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "details": details,
+    }
+    run.result_file(name).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return result
+
+
+def summary(step: str, details: dict[str, Any]) -> str:
+    d = details
+    match step:
+        case "disk":
+            return (
+                f"{d['parquet_bytes_per_household']} Parquet bytes/household; need {d['work_need_gib']} GiB work + "
+                f"{d['postgres_need_gib']} GiB PostgreSQL, {d['free_gib']} GiB free"
+            )
+        case "generate":
+            return f"{d['households']:,} households, {d['persons']:,} persons, {d['parquet_mib']} MiB Parquet"
+        case "import":
+            return (
+                f"{d['rows']:,} rows, {d['access_entries']:,} log entries; tables {d['schema_gib']} GiB "
+                f"({d['database_per_parquet_byte']}× Parquet)"
+            )
+        case "dedup":
+            return (
+                f"{d['records']:,} records in {d['chunks']} chunk(s); {d['duplicate_clusters']:,} duplicate clusters; "
+                f"candidate pairs/record {d['candidate_pairs_per_record']} (at {d['half_records']:,} records: "
+                f"{d['half_candidate_pairs_per_record']})"
+            )
+        case "cycle":
+            return f"{d['households']:,} households × {len(d['programs'])} programs, period {d['period']}"
+        case "entitlements":
+            return (
+                f"{d['rows']:,} rows for {d['households']:,} households in {d['partition']} ({d['partition_mib']} MiB)"
+            )
+        case "redemptions":
+            return (
+                f"{d['cards_issued']:,} cards, {d['redemptions']:,} sales ({d['redemptions_per_second']}/s, one client)"
+            )
+        case "settlement":
+            return f"{d['vendors']} vendor(s), {d['redemptions']:,} redemptions settled and verified"
+        case "explain":
+            pruned = all(p["partition_pruned"] is not False for p in d["plans"].values())
+            indexed = sum(p["indexed"] for p in d["plans"].values())
+            return (
+                f"partition pruning {'yes' if pruned else 'NO'}; {indexed}/{len(d['plans'])} plans use an index; "
+                f"access log partitioned: {'yes' if d['access_log_partitioned'] else 'no'}"
+            )
+    return str(d.get("database", ""))
+
+
+def markdown(run: Run, results: list[dict[str, Any]]) -> str:
+    lines = [
+        f"National pipeline, {run.households:,} households (seed {run.seed}) on {os.cpu_count()} cores, "
+        f"{_memory_gib()} GiB, {platform.python_version()}; DuckDB memory_limit {run.memory_limit}.",
+        "",
+        "| step | wall s | peak RSS MiB | CPU s | result |",
+        "|---|--:|--:|--:|---|",
+    ]
+    for r in results:
+        cells = [r["step"], f"{r['seconds']:.2f}", f"{r['peak_rss_mib']:,.0f}", f"{r['cpu_seconds']:.1f}"]
+        lines.append("| " + " | ".join([*cells, summary(r["step"], r["details"])]) + " |")
+    lines.append(f"| **total** | {sum(r['seconds'] for r in results):.1f} | "
+                 f"{max((r['peak_rss_mib'] for r in results), default=0):,.0f} | "
+                 f"{sum(r['cpu_seconds'] for r in results):.1f} | |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _memory_gib() -> str:
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.exists():
+        return "?"
+    kib = next((int(line.split()[1]) for line in meminfo.read_text().splitlines() if line.startswith("MemTotal")), 0)
+    return f"{kib / 2**20:.1f}"
+
+
+def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Run]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--households", type=int, default=FULL_HOUSEHOLDS)
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_HOUSEHOLDS:,} households, EXPLAIN ANALYZE")
+    parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument("--work", type=Path, default=ROOT / "var" / "national")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--memory-limit", default="8GB", help="DuckDB memory limit for dedup")
+    parser.add_argument("--chunk-households", type=int, default=200_000)
+    parser.add_argument(
+        "--redemptions", type=int, default=None, help="sales before settlement (default 5,000; 200 quick)"
+    )
+    parser.add_argument("--dedup-chunks", type=int, default=None, help="default one per million records")
+    parser.add_argument("--resume", action="store_true", help="skip steps whose result file exists")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of Markdown")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table (or JSON) here")
+    parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.households < 1 or args.chunk_households < 1:
+        parser.error("--households and --chunk-households must be positive")
+    run = Run(
+        households=QUICK_HOUSEHOLDS if args.quick else args.households,
+        url=args.database_url,
+        work=args.work.resolve(),
+        seed=args.seed,
+        quick=args.quick or args.households <= 50_000,
+        memory_limit=args.memory_limit,
+        chunk_households=args.chunk_households,
+        redemptions=args.redemptions or (200 if args.quick or args.households <= 50_000 else 5_000),
+        dedup_chunks=args.dedup_chunks,
+    )
+    return args, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, run = parse(argv)
+    if args.step is not None:
+        return run_step_here(run, args.step)
+    passed = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--resume", "--json")]
+    run.results.mkdir(parents=True, exist_ok=True)
+    if not args.resume and any(run.results.glob("*.json")):
+        print(f"{run.results} holds an earlier run's results: pass --resume, or another --work", file=sys.stderr)
+        return 1
+    results: list[dict[str, Any]] = []
+    for name in STEPS:
+        if args.resume and run.result_file(name).exists():
+            results.append(json.loads(run.result_file(name).read_text(encoding="utf-8")))
+            say(f"{name}: done earlier, skipped")
+            continue
+        say(f"{name}…")
+        try:
+            results.append(measure_step(run, name, passed))
+        except StepFailed as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        say(f"{name}: {results[-1]['seconds']:.1f} s, peak {results[-1]['peak_rss_mib']:,.0f} MiB")
+    text = json.dumps(results, indent=1) + "\n" if args.json else markdown(run, results)
+    sys.stdout.write(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
