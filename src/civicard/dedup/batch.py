@@ -115,6 +115,27 @@ def run_batch(
     step("scoring candidate pairs")
     floor = min(review_band, HOUSEHOLD_MEMBER_CAP) if second_stage else review_band
     predictions = linker.inference.predict_within(features, threshold_match_probability=floor, warning_mode="never")
+    trained: dict[str, Any] = model if model is not None else linker.misc.save_model_to_json()
+    return score_and_cluster(
+        con, db_api, predictions, records, trained, threshold, review_band, step, second_stage=second_stage
+    )
+
+
+def score_and_cluster(
+    con: duckdb.DuckDBPyConnection,
+    db_api: DuckDBAPI,
+    predictions: Any,
+    records: int,
+    model: dict[str, Any],
+    threshold: float,
+    review_band: float,
+    step: Step,
+    *,
+    second_stage: bool = True,
+) -> BatchResult:
+    """After Splink's predictions (a SplinkDataFrame over dedup_features, dropped here): the
+    household second stage, the pairs in the review band (dedup_pairs), the clusters at
+    `threshold` (dedup_clusters) and their counts. Shared by `run_batch` and the chunked run."""
     step("separating household members")
     scored = second_stage_sql(predictions.physical_name, enabled=second_stage)
     con.execute(f"CREATE OR REPLACE TABLE dedup_scored AS {scored}")
@@ -139,7 +160,6 @@ def run_batch(
         "(SELECT cluster_id, count(*) OVER (PARTITION BY cluster_id) AS n FROM dedup_clusters)"
     ).fetchall()[0]
     pairs = int(con.execute("SELECT count(*) FROM dedup_pairs").fetchall()[0][0])
-    trained: dict[str, Any] = model if model is not None else linker.misc.save_model_to_json()
     return BatchResult(
         records=records,
         pairs=pairs,
@@ -149,5 +169,5 @@ def run_batch(
         household_members_separated=separated,
         threshold=threshold,
         review_band=review_band,
-        model=trained,
+        model=model,
     )

@@ -14,9 +14,8 @@ from typing import Any
 import duckdb
 from splink import DuckDBAPI, Linker
 from splink.blocking_analysis import count_comparisons_from_blocking_rules
-from splink.clustering import cluster_pairwise_predictions_at_threshold
 
-from civicard.dedup.batch import HOUSEHOLD_MEMBER_CAP, BatchResult, Step, second_stage_sql
+from civicard.dedup.batch import HOUSEHOLD_MEMBER_CAP, BatchResult, Step, score_and_cluster
 from civicard.dedup.model import OPERATING_THRESHOLD, REVIEW_BAND, TF_COLUMNS
 from civicard.dedup.records import features_sql, register_nicknames
 
@@ -58,41 +57,7 @@ def run_batch_in_chunks(
         num_chunks_right=1,
         warning_mode="never",
     )
-    step("separating household members")
-    con.execute(f"CREATE OR REPLACE TABLE dedup_scored AS {second_stage_sql(predictions.physical_name)}")
-    predictions.drop_table_from_database_and_remove_from_cache()
-    con.execute(
-        "CREATE OR REPLACE TABLE dedup_pairs AS SELECT * FROM dedup_scored WHERE match_probability >= ?",
-        [review_band],
-    )
-    separated = int(con.execute("SELECT count(*) FROM dedup_scored WHERE household_member").fetchall()[0][0])
-    con.execute("DROP TABLE dedup_scored")
-    step("clustering")
-    clusters = cluster_pairwise_predictions_at_threshold(
-        "dedup_features", "dedup_pairs", db_api, "unique_id", threshold_match_probability=threshold
-    )
-    con.execute(
-        "CREATE OR REPLACE TABLE dedup_clusters AS "
-        f"SELECT unique_id AS record_id, cluster_id FROM {clusters.physical_name}"
-    )
-    clusters.drop_table_from_database_and_remove_from_cache()
-    counts = con.execute(
-        "SELECT count(DISTINCT cluster_id), count(*) FILTER (WHERE n > 1),"
-        " count(DISTINCT cluster_id) FILTER (WHERE n > 1) FROM "
-        "(SELECT cluster_id, count(*) OVER (PARTITION BY cluster_id) AS n FROM dedup_clusters)"
-    ).fetchall()[0]
-    pairs = int(con.execute("SELECT count(*) FROM dedup_pairs").fetchall()[0][0])
-    return BatchResult(
-        records=records,
-        pairs=pairs,
-        clusters=int(counts[0]),
-        records_in_clusters=int(counts[1]),
-        duplicate_clusters=int(counts[2]),
-        household_members_separated=separated,
-        threshold=threshold,
-        review_band=review_band,
-        model=model,
-    )
+    return score_and_cluster(con, db_api, predictions, records, model, threshold, review_band, step)
 
 
 def candidate_pairs(con: duckdb.DuckDBPyConnection, table: str, model: dict[str, Any], sample: float = 1.0) -> int:
