@@ -578,22 +578,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(database_url: str, data_dir: Path, workers: int) -> Iterator[tuple[str, int]]:
-    """uvicorn with `workers` processes (uvloop, httptools, no access log) until the block ends."""
-    port = free_port()
-    env = os.environ | {
-        "CIVICARD_MODE": "demo",
-        "CIVICARD_DATABASE_URL": database_url,
-        "CIVICARD_DATA_DIR": str(data_dir),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
-    }
-    command = [
-        sys.executable, "-m", "uvicorn", "--factory", "bench.redemption_bench:server_app",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-    log = (data_dir / f"uvicorn-{workers}.log").open("w")
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+def uvicorn_process(
+    command: list[str], cwd: Path, env: dict[str, str], log_path: Path, port: int
+) -> Iterator[tuple[str, int]]:
+    """Run `command` (a uvicorn on `port`) until the block ends: its URL and pid once /readyz
+    answers 200 (90 s at most), then SIGINT and a wait. Output goes to `log_path`."""
+    log = log_path.open("w")
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -608,7 +599,6 @@ def serving(database_url: str, data_dir: Path, workers: int) -> Iterator[tuple[s
             if time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not become ready in 90 s")
             time.sleep(0.2)
-        time.sleep(2.0 * workers)  # every worker has started (each warms its duplicate matcher)
         yield url, process.pid
     finally:
         process.send_signal(signal.SIGINT)
@@ -618,6 +608,26 @@ def serving(database_url: str, data_dir: Path, workers: int) -> Iterator[tuple[s
             process.kill()
             process.wait()
         log.close()
+
+
+@contextmanager
+def serving(database_url: str, data_dir: Path, workers: int) -> Iterator[tuple[str, int]]:
+    """uvicorn with `workers` processes (uvloop, httptools, no access log) until the block ends."""
+    port = free_port()
+    env = os.environ | {
+        "CIVICARD_MODE": "demo",
+        "CIVICARD_DATABASE_URL": database_url,
+        "CIVICARD_DATA_DIR": str(data_dir),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+    }
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "bench.redemption_bench:server_app",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    with uvicorn_process(command, ROOT, env, data_dir / f"uvicorn-{workers}.log", port) as (url, pid):
+        time.sleep(2.0 * workers)  # every worker has started (each warms its duplicate matcher)
+        yield url, pid
 
 
 def redemptions_written(engine: sa.Engine, clock: Clock) -> int:

@@ -32,9 +32,7 @@ import json
 import os
 import random
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -64,6 +62,7 @@ from bench.redemption_bench import (  # noqa: E402
     replace_section,
     say,
     scratch_database,
+    uvicorn_process,
 )
 from civicard.adapters.db import tables as t  # noqa: E402
 from civicard.adapters.db.dedup_extract import registry_records  # noqa: E402
@@ -298,31 +297,8 @@ def serving(settings_env: dict[str, str], work: Path) -> Iterator[tuple[str, int
         sys.executable, "-m", "uvicorn", "--factory", "civicard.adapters.api.asgi:create_app_from_environment",
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    log = (work / "server.log").open("w")
-    process = subprocess.Popen(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited at start-up; see {log.name}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server was not ready within 90 s")
-            time.sleep(0.2)
-        yield url, process.pid
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with uvicorn_process(command, work, env, work / "server.log", port) as served:
+        yield served
 
 
 @dataclass(frozen=True)
