@@ -7,15 +7,18 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from civicard.adapters.api.access import SESSION_COOKIE
 from civicard.adapters.db.card_store import SqlCardUnitOfWork
 from civicard.identity.cards import issue_card
 from civicard.transparency.access import AccessContext, Actor
-from tests.e2e.conftest import REGISTRAR, REVIEWER, LiveServer
+from tests.e2e.conftest import REGISTRAR, REVIEWER, LiveServer, StaffLogin
 from tests.e2e.duplicate_seed import seed_duplicate
-from tests.e2e.test_duplicates_http import approve_as_second_reviewer
 from tests.e2e.test_registrar_page import sign_in
+
+SECOND_REVIEWER = StaffLogin("reviewer-two-e2e", "reviewer", "Rita Revisora (e2e)", "segunda-revision-e2e-2026")
 
 pytestmark = pytest.mark.e2e
 DESK = AccessContext(Actor("e2e:desk", "registrar"), "card_service")
@@ -60,12 +63,21 @@ def test_a_reviewer_merges_a_duplicate_and_undoes_the_merge(
     assert any("segundo revisor" in n for n in notices)
     request_id = page.locator("[data-field=merge-request]").get_attribute("data-request")
     assert request_id and page.locator("tr[data-merge]").count() == 0  # nothing merged yet
-    approve_as_second_reviewer(live_server, request_id)
+    assert page.locator("[data-form=approve-merge]").count() == 0  # the decider is offered no approval
+    second = SECOND_REVIEWER
+    live_server.container.auth.create_staff_account(
+        second.username, second.display_name, second.role, second.password, "e2e"
+    )
+    session = live_server.open_session(second)
+    form = {"request_id": request_id, "note": "", "csrf_token": session["csrf_token"]}
+    with httpx.Client(base_url=live_server.base_url, cookies={SESSION_COOKIE: session["token"]}) as client:
+        approved = client.post(f"/reviewer/cases/{candidate}/merge-request/approve", data=form)
+    assert approved.status_code == 303 and "notice=executed" in approved.headers["location"], approved.text
     page.reload()
     assert page.locator("[data-field=merge-request]").count() == 0
     merge_row = page.locator("tr[data-merge][data-undone=false]")
     assert merge_row.count() == 1 and "misma cédula" in merge_row.inner_text()
-    assert "e2e:second-reviewer" in merge_row.inner_text()  # who carried the merge out: the approver
+    assert second.display_name in merge_row.inner_text()  # who carried the merge out: the approver
     with SqlCardUnitOfWork(live_server.container.engine, DESK, live_server.container.clock) as uow:
         revoked = uow.cards.by_handle(old_card.card.handle)
         successor = uow.cards.current_of_person(original)

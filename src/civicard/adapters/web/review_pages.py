@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from civicard.adapters.api.access import App
+from civicard.adapters.db.approval_store import SqlApprovalUnitOfWork
 from civicard.adapters.db.auth_store import ActiveSession
 from civicard.adapters.db.dedup_store import SqlReviewUnitOfWork
 from civicard.adapters.web.i18n import N_, gettext, localized, use_request_locale
@@ -18,8 +19,11 @@ from civicard.adapters.web.pages import render, render_error, require_csrf, sess
 from civicard.bootstrap import Container
 from civicard.dedup import merging, review
 from civicard.dedup.cases import CANDIDATE_STATUSES, Case, CaseSide
+from civicard.governance import approvals
+from civicard.governance.approvals import FOUR_EYES
+from civicard.governance.kinds import KINDS
 from civicard.registry.vocabulary import vocabulary
-from civicard.shared.errors import DomainError
+from civicard.shared.errors import DomainError, NotFound
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(use_request_locale)])
 DUPLICATE_REVIEW = "duplicate_review"
@@ -34,7 +38,14 @@ NOTICES = {
     "already_in_household": N_("No volvió a su hogar: ya pertenece a otro."),
     "membership_missing": N_("No se encontró su hogar anterior."),
     "card_needed": N_("Su tarjeta fue revocada y sigue revocada: emita una nueva."),
+    "executed": N_("Unión aprobada y hecha: el otro registro es ahora un alias."),
+    "refused": N_("Unión rechazada: el caso vuelve a la cola."),
 }
+
+
+def _approval_uow(app: Container, session: ActiveSession) -> SqlApprovalUnitOfWork:
+    """The four-eyes step on a merge request: a merge may issue the survivor a replacement card."""
+    return SqlApprovalUnitOfWork(app.engine, staff_context(session, FOUR_EYES), app.clock, card_keys=app.card_keys)
 
 
 def _uow(app: Container, session: ActiveSession) -> SqlReviewUnitOfWork:
@@ -115,6 +126,35 @@ def decide_page(
     except DomainError as exc:
         return render_error(request, "review_case.html", exc, case=None, session=session)
     return _to_case(decided.candidate.id, [decided.candidate.status])
+
+
+@router.post("/reviewer/cases/{candidate_id}/merge-request/{verdict}", response_model=None)
+def merge_request_page(
+    request: Request,
+    app: App,
+    candidate_id: str,
+    verdict: str,
+    request_id: Annotated[str, Form(max_length=32)] = "",
+    note: Annotated[str, Form(max_length=500)] = "",
+    csrf_token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """A second reviewer (or oversight) approves or refuses the merge a 'same' decision asked for;
+    the approvals module checks that it is another account with the right role."""
+    session = session_of(request, app)
+    if session is None:
+        return _to_sign_in()
+    try:
+        require_csrf(session, csrf_token)
+        with _approval_uow(app, session) as uow:
+            if verdict == "approve":
+                status = approvals.approve(uow, KINDS, request_id, note or None).request.status
+            elif verdict == "refuse":
+                status = approvals.refuse(uow, KINDS, request_id, note).status
+            else:
+                raise NotFound("verdict_unknown", gettext("Elija aprobar o rechazar."))
+    except DomainError as exc:
+        return render_error(request, "review_case.html", exc, case=None, session=session)
+    return _to_case(candidate_id, [status])
 
 
 @router.post("/reviewer/merges/{merge_id}/undo", response_model=None)
