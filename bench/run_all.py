@@ -213,6 +213,19 @@ def run_bench(bench: Bench, arguments: tuple[str, ...], runs: int, work: Path, l
     return outcome
 
 
+def kept_sections(earlier: str, written: list[str]) -> str:
+    """The `## ` sections of the file being replaced that no bench of this run writes (the national
+    run, the soak, a bench left out with --only), carried over unchanged and marked as earlier."""
+    kept = []
+    for part in re.split(r"(?m)^(?=## )", earlier):
+        title = part.splitlines()[0][3:] if part.startswith("## ") else ""
+        if title and not any(title.startswith(name) for name in written):
+            body = part.rstrip("\n").split("\n", 1)
+            note = "*Kept from an earlier run: no benchmark of this run measured it.*"
+            kept.append(f"{body[0]}\n\n{note}\n" + (f"{body[1].lstrip(chr(10))}\n" if len(body) > 1 else ""))
+    return "".join(f"\n{k}" for k in kept)
+
+
 def section(outcome: Outcome, notes: dict[str, str]) -> str:
     bench = outcome.bench
     command = " ".join(["python", f"bench/{bench.script}", *outcome.arguments])
@@ -345,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     loads = (load_start, os.getloadavg()[0])
     notes = read_notes(args.notes)
     text = "\n".join([header(args, facts, started, loads), *(section(outcome, notes) for outcome in outcomes)])
+    earlier = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+    text = text.rstrip("\n") + "\n" + kept_sections(earlier, [outcome.bench.title for outcome in outcomes])
     args.out.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
     failed = [outcome.bench.key for outcome in outcomes if outcome.failures]
     say(f"wrote {args.out}" + (f"; failed: {', '.join(failed)}" if failed else ""))

@@ -59,3 +59,18 @@ def test_a_failing_bench_is_reported_in_its_section_and_not_hidden(tmp_path: Pat
     text = run_all.section(outcome, {})
     assert "0 of 1 run(s) succeeded" in text
     assert "**Failed**, run 1: exit code 2" in text
+
+
+def test_sections_no_bench_of_the_run_writes_are_kept_and_marked() -> None:
+    earlier = (
+        "# Benchmark results\n\nold header\n\n## Merkle log in memory — old\n\nold figures\n\n"
+        "## National pipeline (issue 10) — `bench/national_bench.py`\n\n| step | wall s |\n|---|--:|\n\n"
+        "## Soak (issue 10) — `bench/soak.py`\n\nNot yet measured.\n"
+    )
+    kept = run_all.kept_sections(earlier, ["Merkle log in memory"])
+    assert "old figures" not in kept and "old header" not in kept  # what this run wrote again
+    assert kept.count("*Kept from an earlier run") == 2
+    assert "## National pipeline (issue 10)" in kept and "| step | wall s |" in kept
+    assert "## Soak (issue 10)" in kept and "Not yet measured." in kept
+    assert run_all.kept_sections("", ["Merkle log in memory"]) == ""
+
