@@ -287,74 +287,23 @@ def step_dedup(run: Run) -> dict[str, Any]:
 
 def _registry_to_parquet(run: Run, path: Path) -> int:
     """Every active person as a dedup input record, page by page into Parquet (bounded memory),
-    each page's reads logged (duplicate_screening, identity) in one transaction like
-    dedup_extract.registry_records, which holds the whole registry in Python lists."""
-    import pyarrow as pa
+    each page's reads logged (duplicate_screening, identity) in one transaction."""
     import pyarrow.parquet as pq
 
-    from civicard.adapters.db import tables as t
-    from civicard.adapters.db.dedup_extract import CHUNK
+    from civicard.adapters.db.dedup_extract import RECORD_SCHEMA, registry_pages
     from civicard.adapters.db.uow import SqlUnitOfWork
-    from civicard.dedup.records import INPUT_COLUMNS
     from civicard.shared.clock import Clock
-    from civicard.transparency.access import AccessContext, Actor, Subject, disclose
+    from civicard.transparency.access import AccessContext, Actor
 
-    p, m = t.persons, t.memberships
-    query = (
-        sa.select(
-            p.c.id,
-            p.c.given_names,
-            p.c.first_surname,
-            p.c.second_surname,
-            p.c.birth_date,
-            p.c.sex,
-            p.c.address_line,
-            p.c.postcode,
-            p.c.municipality,
-            p.c.phone,
-            p.c.national_id,
-            m.c.household_id,
-        )
-        .select_from(p.outerjoin(m, (m.c.person_id == p.c.id) & m.c.valid_to.is_(None)))
-        .where(p.c.record_status != "merged")
-        .order_by(p.c.id)
-    )
-    names = (*INPUT_COLUMNS, "household_id")
-    schema = pa.schema([(n, pa.string()) for n in names])
     path.parent.mkdir(parents=True, exist_ok=True)
     context = AccessContext(Actor("bench:national", "system"), "duplicate_screening")
     engine = run.engine()
-    written, last = 0, ""
+    written = 0
     try:
-        with SqlUnitOfWork(engine, context, Clock()) as uow, pq.ParquetWriter(path, schema) as out:
-            while True:
-                page = uow.connection.execute(query.where(p.c.id > last).limit(CHUNK)).all()
-                if not page:
-                    break
-                last = page[-1].id
-                disclose(
-                    uow.access_log,
-                    context,
-                    [Subject.person(r.id) for r in page],
-                    ["identity"],
-                    "duplicate_screening",
-                    uow.clock.now(),
-                )
-                columns = [
-                    [r.id for r in page],
-                    [r.given_names for r in page],
-                    [f"{r.first_surname} {r.second_surname or ''}".strip() for r in page],
-                    [r.birth_date.isoformat() for r in page],
-                    [r.sex for r in page],
-                    [r.address_line for r in page],
-                    [r.postcode for r in page],
-                    [r.municipality for r in page],
-                    [r.phone for r in page],
-                    [r.national_id for r in page],
-                    [r.household_id for r in page],
-                ]
-                out.write_table(pa.table(dict(zip(names, columns, strict=True)), schema=schema))
-                written += len(page)
+        with SqlUnitOfWork(engine, context, Clock()) as uow, pq.ParquetWriter(path, RECORD_SCHEMA) as out:
+            for page in registry_pages(uow):
+                out.write_table(page)
+                written += page.num_rows
             uow.commit()
     finally:
         engine.dispose()

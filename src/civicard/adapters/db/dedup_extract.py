@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -15,9 +15,20 @@ from civicard.transparency.access import Subject, disclose
 CHUNK = 50_000
 
 
+RECORD_SCHEMA = pa.schema([(name, pa.string()) for name in (*INPUT_COLUMNS, "household_id")])
+
+
 def registry_records(uow: SqlUnitOfWork, progress: Callable[[int, int], None] = lambda _d, _t: None) -> pa.Table:
     """Every active person with the INPUT_COLUMNS plus their current household id. Each person read
     is logged (purpose of `uow.context`, category identity) in the same transaction."""
+    return pa.concat_tables([RECORD_SCHEMA.empty_table(), *registry_pages(uow, progress)])
+
+
+def registry_pages(
+    uow: SqlUnitOfWork, progress: Callable[[int, int], None] = lambda _d, _t: None
+) -> Iterator[pa.Table]:
+    """`registry_records` one keyset page (CHUNK persons) at a time, each page's reads logged as it
+    is read: a caller that writes pages out (a national registry) holds one page in memory."""
     persons, members = t.persons, t.memberships
     conn = uow.connection
     query = (
@@ -40,7 +51,6 @@ def registry_records(uow: SqlUnitOfWork, progress: Callable[[int, int], None] = 
         .order_by(persons.c.id)
     )
     total = conn.execute(sa.select(sa.func.count()).select_from(persons)).scalar_one()
-    columns: dict[str, list[object]] = {c: [] for c in (*INPUT_COLUMNS, "household_id")}
     done = 0
     last = ""
     while True:  # keyset pages: bounded memory, and the log writes share the connection safely
@@ -50,18 +60,19 @@ def registry_records(uow: SqlUnitOfWork, progress: Callable[[int, int], None] = 
         last = chunk[-1].id
         subjects = [Subject.person(row.id) for row in chunk]
         disclose(uow.access_log, uow.context, subjects, ["identity"], "duplicate_screening", uow.clock.now())
-        for row in chunk:
-            columns["record_id"].append(row.id)
-            columns["first_name"].append(row.given_names)
-            columns["surname"].append(f"{row.first_surname} {row.second_surname}".strip())
-            columns["date_of_birth"].append(row.birth_date.isoformat())
-            columns["sex"].append(row.sex)
-            columns["address"].append(row.address_line)
-            columns["postcode"].append(row.postcode)
-            columns["city"].append(row.municipality)
-            columns["phone"].append(row.phone)
-            columns["national_id"].append(row.national_id)
-            columns["household_id"].append(row.household_id)
+        columns = [
+            [r.id for r in chunk],
+            [r.given_names for r in chunk],
+            [f"{r.first_surname} {r.second_surname}".strip() for r in chunk],
+            [r.birth_date.isoformat() for r in chunk],
+            [r.sex for r in chunk],
+            [r.address_line for r in chunk],
+            [r.postcode for r in chunk],
+            [r.municipality for r in chunk],
+            [r.phone for r in chunk],
+            [r.national_id for r in chunk],
+            [r.household_id for r in chunk],
+        ]
         done += len(chunk)
         progress(done, total)
-    return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+        yield pa.table(dict(zip(RECORD_SCHEMA.names, columns, strict=True)), schema=RECORD_SCHEMA)
