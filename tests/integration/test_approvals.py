@@ -28,7 +28,6 @@ from civicard.governance.kinds import KINDS, request_pin_unlock, request_role_gr
 from civicard.identity.cards import CardKeys, CardPolicy, attempt_card_pin, issue_card, set_card_pin
 from civicard.identity.pins import LOCK_AFTER_FAILURES, TRIES_PER_TRANSACTION
 from civicard.identity.staff import Argon2Params, PasswordHashing
-from civicard.registry.enrollment import CreateHousehold, EnrollPerson, create_household, enroll_person
 from civicard.settings import Mode, Settings
 from civicard.shared.clock import Clock
 from civicard.shared.errors import DomainError
@@ -37,6 +36,7 @@ from civicard.shared.keys import RootKey
 from civicard.transparency.access import AccessContext, Actor
 
 from ..conftest import FIXED_NOW, REGISTRAR, Database
+from .person_fixtures import enroll_in_new_household
 
 ROOT = RootKey(b"\x07" * 32)
 KEYS = CardKeys.derive(ROOT)
@@ -312,22 +312,7 @@ def _locked_card(engine: Engine, clock: Clock) -> tuple[str, str]:
 
 def _locked_member(engine: Engine, clock: Clock) -> tuple[str, str, str]:
     """Like `_locked_card`, the person a household's reference person: (household id, person id, handle)."""
-    with SqlUnitOfWork(engine, AccessContext(REGISTRAR, "enrollment"), clock) as uow:
-        home = create_household(uow, CreateHousehold("NOR-01", "Calle 5 # 10-20", "10001")).id
-    cmd = EnrollPerson(
-        given_names="María José",
-        first_surname="Pérez",
-        birth_date=date(1984, 3, 9),
-        birth_place="San Rafael",
-        sex="F",
-        address_line="Calle 5 # 10-20",
-        municipality="NOR-01",
-        postcode="10001",
-        national_id="52123456",
-        household_id=home,
-    )
-    with SqlUnitOfWork(engine, AccessContext(REGISTRAR, "enrollment"), clock) as uow:
-        person_id = enroll_person(uow, cmd).id
+    home, person_id = enroll_in_new_household(engine, clock)
     desk = AccessContext(REGISTRAR, "card_service")
     with SqlCardUnitOfWork(engine, desk, clock) as uow:
         handle = issue_card(uow, KEYS, person_id, PIN, POLICY).card.handle

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -23,7 +22,6 @@ from civicard.adapters.db.auth_store import AuthStore
 from civicard.adapters.db.card_store import SqlCardUnitOfWork
 from civicard.adapters.db.key_store import record_root_fingerprint
 from civicard.adapters.db.log_store import verify_stored_log
-from civicard.adapters.db.uow import SqlUnitOfWork
 from civicard.adapters.restore import RestoreRequest, restore_backup
 from civicard.bootstrap import Container
 from civicard.governance import approvals
@@ -33,7 +31,6 @@ from civicard.identity.cards import IssuedCard, card_token, issue_card
 from civicard.identity.credentials import decode_token, verify_token
 from civicard.identity.pseudonyms import pseudonym
 from civicard.identity.staff import Argon2Params, PasswordHashing
-from civicard.registry.enrollment import CreateHousehold, EnrollPerson, create_household, enroll_person
 from civicard.settings import Mode, Settings
 from civicard.shared.clock import Clock
 from civicard.shared.errors import DomainError
@@ -44,6 +41,7 @@ from civicard.transparency.checkpoints import NoteSigner
 from ..conftest import REGISTRAR, Database
 from .backup_fixtures import container as backup_container
 from .backup_fixtures import empty_database
+from .person_fixtures import enroll_in_new_household
 
 ROOT = RootKey(b"\x0b" * 16 + bytes(range(16)))
 FAST = PasswordHashing(Argon2Params(time_cost=1, memory_cost=8, parallelism=1))
@@ -93,22 +91,7 @@ def _code(action: Callable[[], object]) -> str:
 
 
 def _person(engine: Engine, clock: Clock, national_id: str) -> str:
-    with SqlUnitOfWork(engine, AccessContext(REGISTRAR, "enrollment"), clock) as uow:
-        home = create_household(uow, CreateHousehold("NOR-01", "Calle 5 # 10-20", "10001")).id
-    cmd = EnrollPerson(
-        given_names="María José",
-        first_surname="Pérez",
-        birth_date=date(1984, 3, 9),
-        birth_place="San Rafael",
-        sex="F",
-        address_line="Calle 5 # 10-20",
-        municipality="NOR-01",
-        postcode="10001",
-        national_id=national_id,
-        household_id=home,
-    )
-    with SqlUnitOfWork(engine, AccessContext(REGISTRAR, "enrollment"), clock) as uow:
-        return enroll_person(uow, cmd).id
+    return enroll_in_new_household(engine, clock, national_id)[1]
 
 
 def _issue(container: Container, person_id: str) -> IssuedCard:
