@@ -60,12 +60,15 @@ def test_match_keys_cover_each_blocking_rule_with_every_part_present(con: duckdb
                 "postcode": "10001",
                 "national_id": "52123456",
                 "address": "Calle 5 # 10-20",
+                "sex": "f",
             }
         ],
     )
     keys = match_keys(full)
     assert len(keys) == len(BLOCKING_KEYS)
-    assert "0:52123456" in keys and "2:perez|1984-03-09" in keys
+    assert "0:52123456" in keys and "4:perez|gomez|1984-03-09" in keys
+    # A name with a mistyped birth date still shares the year or the day with its other record.
+    assert "5:maria|perez|gomez|1984" in keys and "6:maria|perez|gomez|03-09" in keys
     [partial] = features_of(con, [{"record_id": "2", "first_name": "María", "surname": "Pérez"}])
     assert match_keys(partial) == []  # every rule needs a part this record lacks
 

@@ -37,6 +37,8 @@ FEATURE_COLUMNS = (
     "surname_1",
     "surname_2",
     "dob",
+    "birth_year",
+    "birth_day",
     "sex",
     "address",
     "postcode",
@@ -47,7 +49,8 @@ FEATURE_COLUMNS = (
 )
 """What the model compares. `first_name_1` is the first given name, `given_canon` that name with
 nicknames resolved ("pepe" → "jose"), `surname_1`/`surname_2` the two surnames, `dob` the birth
-date as YYYY-MM-DD text (so digit typos are an edit distance), `household_id` the registry
+date as YYYY-MM-DD text (so digit typos are an edit distance), `birth_year` and `birth_day`
+(MM-DD) its two halves for blocking on a name with a mistyped date, `household_id` the registry
 household when known (NULL for files)."""
 
 
@@ -114,7 +117,8 @@ SELECT
   c.surname,
   split_part(c.surname, ' ', 1) AS surname_1,
   nullif(split_part(c.surname, ' ', 2), '') AS surname_2,
-  c.dob, c.sex, c.address, c.postcode, c.city, c.phone, c.national_id, c.household_id
+  c.dob, left(c.dob, 4) AS birth_year, right(c.dob, 5) AS birth_day,
+  c.sex, c.address, c.postcode, c.city, c.phone, c.national_id, c.household_id
 FROM cleaned c
 LEFT JOIN dedup_nicknames n ON n.nickname = split_part(c.first_name, ' ', 1)
 """
