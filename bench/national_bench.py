@@ -1,8 +1,8 @@
 """National scale (issue 10, items 2–3): the whole pipeline on one machine, step by step, resumable.
 
     python bench/national_bench.py [--households N | --quick] [--database-url URL] [--work DIR]
-                                   [--resume] [--json] [--out FILE] [--seed S] [--memory-limit 8GB]
-                                   [--redemptions N] [--dedup-chunks N]
+                                   [--resume | --fresh] [--json PATH] [--out FILE] [--seed S]
+                                   [--memory-limit 8GB] [--redemptions N] [--dedup-chunks N]
 
 Default size 10,000,000 households (~30 M people) into a fresh PostgreSQL database
 `civicard_national` on 127.0.0.1:5432; --quick is 20,000 households. Steps, in order:
@@ -21,7 +21,10 @@ Default size 10,000,000 households (~30 M people) into a fresh PostgreSQL databa
 Each step runs in its own process: its wall time and peak RSS (the process and its children, from
 wait4) are measured from outside, and its result is written to WORK/results/NN-step.json as soon as
 it finishes. --resume skips steps whose result file exists, so a run that stopped goes on where it
-left off. The table (Markdown, or JSON with --json) goes to stdout, and to --out if given.
+left off (a run of another size or seed in the same --work is refused); --fresh instead drops the
+database and the earlier run's files first. The table (Markdown) goes to stdout, and to --out if
+given; --json PATH writes the figures for bench/run_all.py (bench/figures.py), which runs this once
+per `make bench` with --resume, so a finished national run is reported again rather than redone.
 Exit codes: 0 done, 1 a step failed (its one-line reason on stderr), 2 usage.
 """
 
@@ -43,9 +46,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
 
 import sqlalchemy as sa  # noqa: E402
+from figures import Figures  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/civicard_national"
@@ -102,6 +106,14 @@ class Run:
     @property
     def population(self) -> Path:
         return self.work / "population"
+
+    @property
+    def manifest(self) -> Path:
+        return self.results / "run.json"
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same run: a resumed run must not mix sizes or seeds."""
+        return {"households": self.households, "seed": self.seed, "database": make_url(self.url).database}
 
     def result_file(self, step: str) -> Path:
         return self.results / f"{STEPS.index(step):02d}-{step}.json"
@@ -702,9 +714,11 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Run]:
         "--redemptions", type=int, default=None, help="sales before settlement (default 5,000; 200 quick)"
     )
     parser.add_argument("--dedup-chunks", type=int, default=None, help="default one per million records")
-    parser.add_argument("--resume", action="store_true", help="skip steps whose result file exists")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of Markdown")
-    parser.add_argument("--out", type=Path, default=None, help="also write the table (or JSON) here")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="skip steps whose result file exists")
+    again.add_argument("--fresh", action="store_true", help="drop the database and the earlier run's files first")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here (bench/figures.py format)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table here")
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.households < 1 or args.chunk_households < 1:
@@ -727,11 +741,21 @@ def main(argv: list[str] | None = None) -> int:
     args, run = parse(argv)
     if args.step is not None:
         return run_step_here(run, args.step)
-    passed = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--resume", "--json")]
+    passed = _step_arguments(argv if argv is not None else sys.argv[1:])
+    if args.fresh:
+        _start_afresh(run)
     run.results.mkdir(parents=True, exist_ok=True)
     if not args.resume and any(run.results.glob("*.json")):
-        print(f"{run.results} holds an earlier run's results: pass --resume, or another --work", file=sys.stderr)
+        print(
+            f"{run.results} holds an earlier run's results: pass --resume or --fresh, or another --work",
+            file=sys.stderr,
+        )
         return 1
+    if run.manifest.exists() and json.loads(run.manifest.read_text(encoding="utf-8")) != run.identity():
+        earlier = json.loads(run.manifest.read_text(encoding="utf-8"))
+        print(f"{run.results} holds a run of {earlier}, not {run.identity()}: pass --fresh", file=sys.stderr)
+        return 1
+    run.manifest.write_text(json.dumps(run.identity()) + "\n", encoding="utf-8")
     results: list[dict[str, Any]] = []
     for name in STEPS:
         if args.resume and run.result_file(name).exists():
@@ -745,12 +769,73 @@ def main(argv: list[str] | None = None) -> int:
             print(str(exc), file=sys.stderr)
             return 1
         say(f"{name}: {results[-1]['seconds']:.1f} s, peak {results[-1]['peak_rss_mib']:,.0f} MiB")
-    text = json.dumps(results, indent=1) + "\n" if args.json else markdown(run, results)
+    text = markdown(run, results)
     sys.stdout.write(text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text, encoding="utf-8")
+    figures(run, results, text).write(args.json)
     return 0
+
+
+def load_results(run: Run) -> list[dict[str, Any]]:
+    """The finished steps' results, in step order (what the table is made of)."""
+    found = [run.result_file(name) for name in STEPS if run.result_file(name).exists()]
+    return [json.loads(path.read_text(encoding="utf-8")) for path in found]
+
+
+def figures(run: Run, results: list[dict[str, Any]], table: str) -> Figures:
+    """The run's figures for bench/run_all.py: each step's wall time, the largest peak, and the
+    linearity check with its same-run reference (candidate pairs per record at half the records)."""
+    out = Figures("national", details=table)
+    steps = {r["step"]: r for r in results}
+    out.facts = {"households": steps["import"]["details"]["households"] if "import" in steps else run.households}
+    if "import" in steps:
+        out.facts["persons"] = steps["import"]["details"]["persons"]
+    out.facts |= {"seed": run.seed, "DuckDB memory_limit": run.memory_limit}
+    for r in results:
+        out.add(f"{r['step']}: wall time", r["seconds"], "s", better="lower")
+    out.add("all steps: wall time", sum(r["seconds"] for r in results), "s", better="lower")
+    out.add("largest peak memory of a step", max(r["peak_rss_mib"] for r in results), "MiB", better="lower")
+    if "dedup" in steps:
+        d = steps["dedup"]["details"]
+        out.add(
+            "dedup: candidate pairs per record",
+            d["candidate_pairs_per_record"],
+            "pairs",
+            reference=f"the same at half the records ({d['half_records']:,})",
+            reference_value=d["half_candidate_pairs_per_record"],
+            better="lower",
+        )
+    return out
+
+
+def _step_arguments(argv: list[str]) -> list[str]:
+    """The command line a step's child process gets: without the options that only the parent reads."""
+    passed, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--resume", "--fresh"):
+            continue
+        elif arg in ("--json", "--out"):
+            skip = True
+        elif not arg.startswith(("--json=", "--out=")):
+            passed.append(arg)
+    return passed
+
+
+def _start_afresh(run: Run) -> None:
+    """Drop the run's database and its files in --work (results, population, dedup extract)."""
+    url = make_url(run.url)
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))  # the operator's URL
+    finally:
+        admin.dispose()
+    for name in ("results", "population", "dedup", "cycle"):
+        shutil.rmtree(run.work / name, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -44,9 +44,34 @@ def database() -> Iterator[Database]:
 def ran(bench: ModuleType, database: Database, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
     work = tmp_path_factory.mktemp("national")
     argv = ["--households", str(HOUSEHOLDS), "--database-url", database.url, "--work", str(work)]
-    argv += ["--redemptions", "20", "--dedup-chunks", "2", "--json", "--out", str(work / "national.json")]
-    assert bench.main(argv) == 0
-    return work, json.loads((work / "national.json").read_text(encoding="utf-8"))
+    argv += ["--redemptions", "20", "--dedup-chunks", "2", "--json", str(work / "figures.json")]
+    assert bench.main([*argv, "--out", str(work / "national.md")]) == 0
+    return work, step_results(work)
+
+
+def step_results(work: Path) -> list[Any]:
+    found = sorted(p for p in (work / "results").glob("[0-9][0-9]-*.json") if not p.name.endswith(".details.json"))
+    return [json.loads(p.read_text(encoding="utf-8")) for p in found]
+
+
+def test_the_figures_give_each_step_and_the_linearity_check_beside_its_reference(
+    bench: ModuleType, ran: tuple[Path, list[Any]]
+) -> None:
+    work, results = ran
+    payload = json.loads((work / "figures.json").read_text(encoding="utf-8"))
+    figures = {f["name"]: f for f in payload["figures"]}
+    imported = next(r["details"] for r in results if r["step"] == "import")
+    assert payload["bench"] == "national" and payload["facts"]["households"] == imported["households"]
+    for r in results:
+        assert figures[f"{r['step']}: wall time"]["value"] == r["seconds"]
+    pairs = figures["dedup: candidate pairs per record"]
+    dedup = next(r["details"] for r in results if r["step"] == "dedup")
+    assert (pairs["value"], pairs["reference_value"]) == (
+        dedup["candidate_pairs_per_record"],
+        dedup["half_candidate_pairs_per_record"],
+    )
+    assert payload["details"] == (work / "national.md").read_text(encoding="utf-8")
+    assert "| **total** |" in payload["details"]
 
 
 def test_every_step_reports_time_memory_and_its_figures(bench: ModuleType, ran: tuple[Path, list[Any]]) -> None:
@@ -79,7 +104,7 @@ def test_hot_queries_use_their_period_partition(ran: tuple[Path, list[Any]]) -> 
     assert all(p["partition_pruned"] is not False for p in plans.values())
     assert plans["entitlements of a household in a period"]["indexed"]
     assert explain["analyze"] and all(p["ms"] is not None for p in plans.values())
-    assert explain["access_log_partitioned"] is False  # today; issue 10 item 3 asks for it
+    assert explain["access_log_partitioned"] is True
 
 
 def test_resume_skips_finished_steps_and_a_fresh_run_refuses_old_results(
@@ -87,11 +112,16 @@ def test_resume_skips_finished_steps_and_a_fresh_run_refuses_old_results(
 ) -> None:
     work, results = ran
     argv = ["--households", str(HOUSEHOLDS), "--database-url", database.url, "--work", str(work)]
-    assert bench.main([*argv, "--resume", "--json"]) == 0
-    again = json.loads(capsys.readouterr().out)
-    assert [r["finished_at"] for r in again] == [r["finished_at"] for r in results]
+    assert bench.main([*argv, "--resume", "--json", str(work / "again.json")]) == 0
+    assert capsys.readouterr().err.count("done earlier, skipped") == len(bench.STEPS)
+    assert [r["finished_at"] for r in step_results(work)] == [r["finished_at"] for r in results]
+    again = json.loads((work / "again.json").read_text(encoding="utf-8"))["figures"]
+    assert again == json.loads((work / "figures.json").read_text(encoding="utf-8"))["figures"]
     assert bench.main(argv) == 1
     assert "--resume" in capsys.readouterr().err
+    other_size = ["--households", str(HOUSEHOLDS + 1), *argv[2:]]
+    assert bench.main([*other_size, "--resume"]) == 1
+    assert "--fresh" in capsys.readouterr().err
 
 
 def test_a_short_disk_is_refused_before_anything_is_written(
