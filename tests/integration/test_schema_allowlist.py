@@ -29,7 +29,15 @@ def test_migrations_produce_exactly_the_table_metadata(db: Database) -> None:
         children = partitions(engine, db.schema)  # a period's partition is part of its parent table
         with engine.connect() as conn:
             context = MigrationContext.configure(
-                conn, opts={"include_name": lambda name, kind, _parent: not (kind == "table" and name in children)}
+                conn,
+                opts={
+                    "include_name": lambda name, kind, _parent: not (kind == "table" and name in children),
+                    # PostgreSQL keeps a foreign key to a partitioned table (log_leaves → access_log)
+                    # as one constraint per partition too; the parent's is the one the metadata names.
+                    "include_object": lambda obj, _name, kind, reflected, _to: not (
+                        kind == "foreign_key_constraint" and reflected and obj.referred_table.name in children
+                    ),
+                },
             )
             diffs = compare_metadata(context, metadata)
     finally:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from civicard.adapters.bulk.checks import SOURCES, Progress, SourceFile, id_batches, quote, validate
 from civicard.adapters.bulk.writers import BulkAccessLog, Writer, writer_for
+from civicard.adapters.db.log_partitions import make_room_for
 from civicard.adapters.db.uow import SqlUnitOfWork
 from civicard.registry.allowlist import allow_list
 from civicard.registry.model import fold
@@ -99,6 +100,9 @@ def import_population(
     report = progress or _silent
     with duckdb.connect() as duck:
         totals = validate(duck, source_dir, report)
+        # One log entry per subject, in the import's one long transaction: their access_log
+        # partitions (PostgreSQL) are made first, in a short transaction of their own.
+        make_room_for(engine, sum(totals[s.name] for s in SOURCES if s.subject))
         with SqlUnitOfWork(engine, context, clock) as uow:
             conn = uow.connection
             writer = writer_for(conn)

@@ -8,6 +8,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from civicard.adapters.db import tables as t
+from civicard.adapters.db.log_partitions import make_room_for
 from civicard.adapters.db.uow import SqlUnitOfWork
 from civicard.dedup.records import INPUT_COLUMNS
 from civicard.transparency.access import Subject, disclose
@@ -51,6 +52,9 @@ def registry_pages(
         .order_by(persons.c.id)
     )
     total = conn.execute(sa.select(sa.func.count()).select_from(persons)).scalar_one()
+    # One read entry a person (30 M in a national run), in this one transaction: their access-log
+    # partitions are made first, in a short transaction of their own.
+    make_room_for(uow.engine, total)
     done = 0
     last = ""
     while True:  # keyset pages: bounded memory, and the log writes share the connection safely

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, Row, Table, and_, bindparam, exists, 
 from sqlalchemy.exc import OperationalError
 
 from civicard.adapters.db import tables as t
+from civicard.adapters.db.log_partitions import LogPartitionWatch
 from civicard.shared.clock import Clock, as_utc
 from civicard.shared.errors import Conflict, InvalidInput, NotFound
 from civicard.transparency.checkpoints import (
@@ -408,25 +409,31 @@ class Integrator:
         self._heads: dict[str, bytes | None] = {}
         self._heads_size = -1
         self._erasures_seen = -1  # an erasure unlinks a person's entries: their cached head is void
+        self._partitions = LogPartitionWatch(engine)
 
     def run_once(self, full: bool = False) -> int:
         """Fold every pending row found by this poll (batch by batch); returns how many.
 
         `full` scans the whole table instead of the recent rows and one sweep window: for
         `civicard audit integrate` after a bulk import, whose rows may sit far behind the newest.
+        Each poll also keeps access_log's partitions ahead of the writers (PostgreSQL), after the
+        batches (attaching one waits for a batch's lock on log_leaves) and even when folding fails.
         """
         with self._run_lock:
-            total = 0
-            ranges = self._oldest_pending() if full else self._pending_ranges()
-            for floor, ceiling in ranges:
-                while True:
-                    folded, last_seq = self._fold_batch(floor, ceiling)
-                    total += folded
-                    if folded < self.batch_size:
-                        break
-                    floor = last_seq  # a backlog: continue after this batch instead of rescanning it
-            self._refresh_statistics(total)
-            return total
+            try:
+                total = 0
+                ranges = self._oldest_pending() if full else self._pending_ranges()
+                for floor, ceiling in ranges:
+                    while True:
+                        folded, last_seq = self._fold_batch(floor, ceiling)
+                        total += folded
+                        if folded < self.batch_size:
+                            break
+                        floor = last_seq  # a backlog: continue after this batch instead of rescanning it
+                self._refresh_statistics(total)
+                return total
+            finally:
+                self._partitions.check()
 
     def _refresh_statistics(self, folded: int) -> None:
         """ANALYZE the log tables on PostgreSQL once they have grown by a tenth (50,000 rows at least).

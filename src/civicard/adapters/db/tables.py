@@ -201,6 +201,8 @@ access_log = Table(
     Column("erasure_id", ID, nullable=True),
     Column("erased_subject", String(64), nullable=True),
     Column("erased_chain", String(64), nullable=True),
+    # On PostgreSQL, fixed runs of seqs (migration 0015; partitions made ahead by db/log_partitions.py).
+    postgresql_partition_by="RANGE (seq)",
 )
 
 # The verifiable log (RFC 9162). Entries are appended by request transactions; one integrator
