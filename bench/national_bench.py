@@ -16,6 +16,8 @@ Default size 10,000,000 households (~30 M people) into a fresh PostgreSQL databa
   cycle         publish the rule packs in rulepacks/, decide this month for every household
   entitlements  count the entitlements the cycle wrote, in the period's partition
   redemptions   prices, a shop, cards for --redemptions households, one sale each (service layer)
+  throughput    POST /v1/redemptions under load on the loaded registry: bench/redemption_bench.py
+                --on-database (uvicorn, 2 workers, wrk, 64 terminals) beside pgbench TPC-B, ledger checked
   settlement    close the period and settle every vendor; verify recomputes it from the ledger
   explain       EXPLAIN (ANALYZE at quick size) of the hot queries; partition pruning checked
 Each step runs in its own process: its wall time and peak RSS (the process and its children, from
@@ -63,6 +65,12 @@ SAMPLE_HOUSEHOLDS = 2_000
 POSTGRES_PER_PARQUET_BYTE = 15.0
 WORK_PER_PARQUET_BYTE = 4.0
 HEADROOM = 1.25
+# The throughput step: bench/redemption_bench.py --on-database, one worker count, short timed runs.
+THROUGHPUT_WORKERS = 2
+THROUGHPUT_SECONDS = 20
+THROUGHPUT_HOUSEHOLDS = 20_000  # carded for the load: 20 s at the target rate need ~50,000 units
+QUICK_THROUGHPUT_SECONDS = 5
+QUICK_THROUGHPUT_HOUSEHOLDS = 1_000
 # Tables, their indexes and TOAST in the schema the URL works in (not the whole database: a test
 # or a shared server holds other schemas).
 SCHEMA_BYTES = (
@@ -78,6 +86,7 @@ STEPS = (
     "cycle",
     "entitlements",
     "redemptions",
+    "throughput",
     "settlement",
     "explain",
 )
@@ -130,6 +139,23 @@ class Run:
         from civicard.adapters.db.engine import make_engine
 
         return make_engine(self.url)
+
+    @property
+    def root_key_file(self) -> Path:
+        return self.work / "root.key"
+
+    def root_key(self) -> str:
+        """The run's root key (base64), created on first use (0600): the redemptions step issues
+        cards and publishes the status list with it, and the throughput step's bench and server use
+        the same, as a real server holds its database's key (the cards of both verify alike)."""
+        from civicard.settings import generate_root_key_text
+
+        if not self.root_key_file.exists():
+            self.work.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(generate_root_key_text() + "\n")
+        return self.root_key_file.read_text(encoding="utf-8").strip()
 
 
 def say(message: str) -> None:
@@ -387,12 +413,10 @@ def _oversight(engine: sa.Engine) -> Any:
 
 
 def step_redemptions(run: Run) -> dict[str, Any]:
-    import secrets
-
     from civicard.distribution.redemption import RedemptionKeys
     from civicard.identity.cards import CardKeys
     from civicard.shared.clock import Clock
-    from civicard.shared.keys import RootKey
+    from civicard.shared.keys import RootKey, parse_root_key
     from tests.integration.distribution_fixtures import (
         DistributionTown,
         add_till,
@@ -409,7 +433,7 @@ def step_redemptions(run: Run) -> dict[str, Any]:
         now = clock.now()
         set_prices(engine, period, load_items(engine, now), now)
         shop = add_till(engine, "shop", "Tienda Nacional", now)
-        root = RootKey(secrets.token_bytes(32))
+        root = RootKey(parse_root_key(run.root_key()))
         card_keys = CardKeys.derive(root)
         town = DistributionTown(engine, clock, period, card_keys, RedemptionKeys(card_keys, root), shop, shop)
         holders = _rice_holders(engine, period, run.redemptions)
@@ -465,6 +489,71 @@ def _rice_holders(engine: sa.Engine, period: str, limit: int) -> list[tuple[str,
             .order_by(m.c.household_id)
         ).all()
     return [(r[0], r[1]) for r in rows]
+
+
+def step_throughput(run: Run) -> dict[str, Any]:
+    """The redemption bench's load on the loaded registry (bench/redemption_bench.py --on-database,
+    in its own process with the run's root key): redemptions/s, p99 and errors beside pgbench TPC-B
+    of the same run. Its sales are real redemptions of the open period; settlement settles them too."""
+    from figures import read_figures
+
+    period = run.details("cycle")["period"]
+    seconds = QUICK_THROUGHPUT_SECONDS if run.quick else THROUGHPUT_SECONDS
+    households = QUICK_THROUGHPUT_HOUSEHOLDS if run.quick else THROUGHPUT_HOUSEHOLDS
+    out = run.work / "throughput"
+    out.mkdir(parents=True, exist_ok=True)
+    figures_file = out / "figures.json"
+    figures_file.unlink(missing_ok=True)  # an earlier, failed attempt's
+    before = _sales_in(run, period)
+    command = [
+        sys.executable, str(ROOT / "bench" / "redemption_bench.py"), "--on-database", run.url,
+        "--households", str(households), "--seconds", str(seconds), "--workers", str(THROUGHPUT_WORKERS),
+        "--no-write", "--json", str(figures_file),
+    ]  # fmt: skip
+    with (out / "bench.log").open("w", encoding="utf-8") as log:
+        done = subprocess.run(
+            command, env=os.environ | {"CIVICARD_ROOT_KEY": run.root_key()}, stdout=log, stderr=subprocess.PIPE,
+            text=True, check=False,
+        )  # fmt: skip
+        log.write(done.stderr)
+    if not figures_file.exists():
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise StepFailed(f"redemption bench exited {done.returncode}: {lines[-1] if lines else 'see ' + log.name}")
+    found = read_figures(figures_file)
+    by_name = {f.name: f for f in found.figures}
+    rate = by_name[f"{THROUGHPUT_WORKERS} workers: redemptions/s"]
+    if not found.facts["ledger consistent"] or done.returncode != 0:
+        raise StepFailed(f"redemption bench: the ledger does not match the 201 answers (see {out / 'bench.log'})")
+    tps = float(rate.reference_value or 0.0)
+    return {
+        "period": period,
+        "workers": THROUGHPUT_WORKERS,
+        "seconds": seconds,
+        "cards": found.facts["cards"],
+        "redemptions_per_second": round(rate.value, 1),
+        "p99_ms": round(by_name[f"{THROUGHPUT_WORKERS} workers: p99 latency"].value, 1),
+        "error_rate": by_name[f"{THROUGHPUT_WORKERS} workers: error rate"].value,
+        "pgbench_tps": round(tps, 1),
+        "ratio": round(rate.value / tps, 3) if tps else None,
+        "ledger_consistent": True,
+        "sales_written": found.facts["sales written"],
+        "sales_added": _sales_in(run, period) - before,
+        "log_entries_folded": found.facts["access-log entries folded"],
+        "fold_seconds": found.facts["fold seconds"],
+    }
+
+
+def _sales_in(run: Run, period: str) -> int:
+    """Redemptions in the period's ledger (the step's own count, beside what the bench reports)."""
+    from civicard.adapters.db import tables as t
+
+    engine = run.engine()
+    try:
+        with _oversight(engine) as uow:
+            r = t.redemptions
+            return int(uow.connection.execute(sa.select(sa.func.count()).where(r.c.period == period)).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def step_settlement(run: Run) -> dict[str, Any]:
@@ -582,6 +671,7 @@ STEP_FUNCTIONS: dict[str, Callable[[Run], dict[str, Any]]] = {
     "cycle": step_cycle,
     "entitlements": step_entitlements,
     "redemptions": step_redemptions,
+    "throughput": step_throughput,
     "settlement": step_settlement,
     "explain": step_explain,
 }
@@ -663,6 +753,14 @@ def summary(step: str, details: dict[str, Any]) -> str:
         case "redemptions":
             return (
                 f"{d['cards_issued']:,} cards, {d['redemptions']:,} sales ({d['redemptions_per_second']}/s, one client)"
+            )
+        case "throughput":
+            return (
+                f"{d['redemptions_per_second']:,.0f} redemptions/s = {d['ratio']:.2f} × pgbench TPC-B "
+                f"({d['pgbench_tps']:,.0f} tps), p99 {d['p99_ms']:.1f} ms, errors {d['error_rate']:.2%}; "
+                f"{d['workers']} workers, {d['seconds']} s, {d['cards']:,} cards; ledger "
+                f"{'matches' if d['ledger_consistent'] else 'MISMATCH'} ({d['sales_added']:,} sales added); "
+                f"first {d['log_entries_folded']:,} access-log entries folded in {d['fold_seconds']} s"
             )
         case "settlement":
             return f"{d['vendors']} vendor(s), {d['redemptions']:,} redemptions settled and verified"
@@ -785,8 +883,9 @@ def load_results(run: Run) -> list[dict[str, Any]]:
 
 
 def figures(run: Run, results: list[dict[str, Any]], table: str) -> Figures:
-    """The run's figures for bench/run_all.py: each step's wall time, the largest peak, and the
-    linearity check with its same-run reference (candidate pairs per record at half the records)."""
+    """The run's figures for bench/run_all.py: each step's wall time, the largest peak, the
+    linearity check with its same-run reference (candidate pairs per record at half the records),
+    and redemptions per second on the loaded registry beside pgbench TPC-B of the same run."""
     out = Figures("national", details=table)
     steps = {r["step"]: r for r in results}
     out.facts = {"households": steps["import"]["details"]["households"] if "import" in steps else run.households}
@@ -806,6 +905,15 @@ def figures(run: Run, results: list[dict[str, Any]], table: str) -> Figures:
             reference=f"the same at half the records ({d['half_records']:,})",
             reference_value=d["half_candidate_pairs_per_record"],
             better="lower",
+        )
+    if "throughput" in steps:
+        d = steps["throughput"]["details"]
+        out.add(
+            "throughput: redemptions per second",
+            d["redemptions_per_second"],
+            "/s",
+            reference="pgbench TPC-B tps in the same run",
+            reference_value=d["pgbench_tps"],
         )
     return out
 
@@ -834,8 +942,9 @@ def _start_afresh(run: Run) -> None:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))  # the operator's URL
     finally:
         admin.dispose()
-    for name in ("results", "population", "dedup", "cycle"):
+    for name in ("results", "population", "dedup", "cycle", "throughput"):
         shutil.rmtree(run.work / name, ignore_errors=True)
+    run.root_key_file.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

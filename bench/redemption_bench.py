@@ -1,7 +1,7 @@
 """Redemption (issue 7): POST /v1/redemptions under load, beside pgbench TPC-B in the same run.
 
     python bench/redemption_bench.py [--quick] [--households N] [--seconds S] [--workers 2,3,4] [--write/--no-write]
-                                     [--json PATH]
+                                     [--json PATH] [--on-database URL]
 
 What it does, all on the shared PostgreSQL at 127.0.0.1:5432 (CIVICARD_BENCH_POSTGRES_URL), in
 throw-away databases dropped at the end:
@@ -21,7 +21,19 @@ throw-away databases dropped at the end:
 Prints redemptions/s, p50/p95/p99 latency, error rate, pgbench tps, the ratio and the machine;
 full mode (and --write) replaces the "## Redemption (issue 7)" section of bench/RESULTS.md.
 Quick mode: 3,000 households, 10 s runs, 2 workers, nothing written. --json writes the figures for
-bench/run_all.py (bench/figures.py).
+bench/run_all.py (bench/figures.py); its facts say whether the ledger check passed.
+
+--on-database URL runs the same load in an existing, already-loaded civicard database (the national
+registry, bench/national_bench.py's `throughput` step) instead of step 2's town: nothing is generated,
+imported or decided, and nothing is dropped. This month's period must be open. The bench folds the
+access-log entries not yet in the Merkle log (a bulk import's) as `civicard audit integrate` would,
+then adds beside what is there, through the same function as the town: prices for items unpriced
+this period, its own vendor with 64 shops and terminals, and cards with PINs for the first
+--households households (by id) with food left, each for an adult holding no card yet. Set
+CIVICARD_ROOT_KEY to the database's root key (the server the bench starts inherits it), so the
+bench's cards are signed as the database's own are and the server verifies both. The sales are
+real redemptions of the open period, settled with the rest. pgbench runs on a scratch database of
+the same server (CIVICARD_BENCH_POSTGRES_URL overrides); RESULTS.md is not written.
 """
 
 from __future__ import annotations
@@ -193,28 +205,33 @@ def machine_facts() -> dict[str, str]:
     }
 
 
-def base_url() -> sa.URL:
-    return make_url(os.environ.get("CIVICARD_BENCH_POSTGRES_URL", DEFAULT_URL))
+def base_url(near: str | None = None) -> sa.URL:
+    """The server scratch databases go on: CIVICARD_BENCH_POSTGRES_URL if set, else the server of
+    `near` (a loaded database's URL, so pgbench measures the server the load runs on), else the local one."""
+    if "CIVICARD_BENCH_POSTGRES_URL" in os.environ or near is None:
+        return make_url(os.environ.get("CIVICARD_BENCH_POSTGRES_URL", DEFAULT_URL))
+    return make_url(near).set(database="postgres", query={})
 
 
 @contextmanager
-def scratch_database(prefix: str) -> Iterator[sa.URL]:
-    """A new database on the shared server, dropped (connections forced out) afterwards."""
+def scratch_database(prefix: str, server: sa.URL | None = None) -> Iterator[sa.URL]:
+    """A new database on the shared server (or `server`), dropped (connections forced out) afterwards."""
+    server = server or base_url()
     name = f"{prefix}_{secrets.token_hex(4)}"
-    admin = sa.create_engine(base_url(), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
-        yield base_url().set(database=name)
+        yield server.set(database=name)
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
-def pgbench_tps(seconds: int) -> float:
+def pgbench_tps(seconds: int, server: sa.URL | None = None) -> float:
     """TPC-B (scale 10, 16 clients, 2 threads) on a scratch database: transactions/s."""
-    with scratch_database("pgbench_ref") as url:
+    with scratch_database("pgbench_ref", server) as url:
         conn = ["-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres"]
         subprocess.run(["pgbench", "-i", "-s", "10", "-q", *conn, str(url.database)], check=True, capture_output=True)
         done = subprocess.run(
@@ -247,6 +264,8 @@ class Town:
     holders: list[Holder]
     terminals: list[tuple[str, Ed25519PrivateKey]]
     seconds: dict[str, float] = field(default_factory=dict)
+    loaded: str | None = None  # the existing database's name (--on-database); None: a throw-away town
+    folded: int = 0  # access-log entries the bench folded before the load (--on-database)
 
     @property
     def capacity(self) -> int:
@@ -254,15 +273,16 @@ class Town:
 
     def refresh(self, engine: sa.Engine, clock: Clock) -> None:
         """What is left, from the database (signed but unsent requests gave their units back)."""
-        left = _food_left(engine, clock, self.period)
+        left = _food_left(engine, clock, self.period, [h.household_id for h in self.holders])
         for holder in self.holders:
             holder.left.clear()
             holder.left.update(left.get(holder.household_id, {}))
 
 
 def build_town(container: Container, households: int, work: Path) -> Town:
+    """A throw-away town: generated, imported, rules published, this month's cycle run, then equipped."""
     engine, clock = container.engine, container.clock
-    now, period = clock.now(), period_of(clock.today())
+    period = period_of(clock.today())
     timings: dict[str, float] = {}
     started = time.perf_counter()
     source = work / "population"
@@ -271,16 +291,68 @@ def build_town(container: Container, households: int, work: Path) -> Town:
     timings["import"] = time.perf_counter() - started
     started = time.perf_counter()
     register_rules(engine, clock)
-    items = load_items(engine, now)
+    load_items(engine, clock.now())
     run_period(engine, clock, period, work / "cycle")
-    set_prices(engine, period, items, now)
     timings["cycle"] = time.perf_counter() - started
-    terminals = _vendor(engine, now)
-    started = time.perf_counter()
-    holders = _issue_cards(container, period)
-    timings["cards"] = time.perf_counter() - started
     persons = int(getattr(report, "persons", 0))
-    return Town(households, persons, period, holders, terminals, timings)
+    return equip_town(container, period, None, Town(households, persons, period, [], [], timings))
+
+
+def loaded_town(container: Container, card_households: int) -> Town:
+    """An existing, already-loaded database: nothing generated, imported or decided. This month's
+    period must be open (its cycle run, not yet settled). Access-log entries not yet folded into the
+    Merkle log (a bulk import's) are folded first, as `civicard audit integrate` does after an
+    import, so the server's integrator only keeps up with the sales, as in steady state."""
+    engine, clock = container.engine, container.clock
+    period = period_of(clock.today())
+    database = make_url(container.settings.effective_database_url).database or "?"
+    with system_uow(engine, clock) as uow:
+        conn = uow.connection
+        bp = t.benefit_periods
+        status = conn.execute(sa.select(bp.c.status).where(bp.c.period == period)).scalar()
+        households = int(conn.execute(sa.select(sa.func.count()).select_from(t.households)).scalar_one())
+        persons = int(conn.execute(sa.select(sa.func.count()).select_from(t.persons)).scalar_one())
+    if status != "open":
+        raise SystemExit(
+            f"period {period} is {status or 'not opened'} in {database}: the load needs this month's cycle run "
+            "and its period open (not settled)"
+        )
+    started = time.perf_counter()
+    folded = container.integrator.run_once(full=True)
+    timings = {"integrate": time.perf_counter() - started}
+    town = Town(households, persons, period, [], [], timings, loaded=database, folded=folded)
+    return equip_town(container, period, card_households, town)
+
+
+def equip_town(container: Container, period: str, card_households: int | None, town: Town) -> Town:
+    """What the load needs in a database whose `period` is open, added beside what is there: a price
+    for every item that has none this period, one vendor with TERMINALS shops and one counter
+    terminal each, and cards with PINs for up to `card_households` food-entitled households (all
+    when None). The sales it enables are real redemptions, settled with the period's others."""
+    engine, clock = container.engine, container.clock
+    now = clock.now()
+    started = time.perf_counter()
+    _price_items(engine, period, now)
+    town.terminals = _vendor(engine, now)
+    town.seconds["shops"] = time.perf_counter() - started
+    started = time.perf_counter()
+    town.holders = _issue_cards(container, period, card_households)
+    town.seconds["cards"] = time.perf_counter() - started
+    return town
+
+
+def _price_items(engine: sa.Engine, period: str, now: datetime) -> None:
+    """The item catalogue if the database has none, and a price for each item unpriced in `period`."""
+    with engine.connect() as conn:
+        items = list(conn.execute(sa.select(t.items.c.code)).scalars())
+        priced = set(
+            conn.execute(sa.select(t.item_prices.c.item_code).where(t.item_prices.c.period == period)).scalars()
+        )
+    if not items:
+        items = load_items(engine, now)
+    unpriced = [item for item in items if item not in priced]
+    if unpriced:
+        set_prices(engine, period, unpriced, now)
 
 
 def _vendor(engine: sa.Engine, now: datetime) -> list[tuple[str, Ed25519PrivateKey]]:
@@ -314,16 +386,20 @@ def _vendor(engine: sa.Engine, now: datetime) -> list[tuple[str, Ed25519PrivateK
     return [(terminal_id, key) for key, terminal_id in made]
 
 
-def _issue_cards(container: Container, period: str) -> list[Holder]:
-    """One card (PIN `PIN`) for the first adult of each food-entitled household, in bulk.
+def _issue_cards(container: Container, period: str, households: int | None) -> list[Holder]:
+    """One card (PIN `PIN`) for an adult of each of up to `households` food-entitled households, in bulk.
 
-    The first goes through issue_card (which publishes the status list); the rest are the same
-    rows — card, PIN hash — inserted with executemany, tokens signed with the real issuer key.
+    The first goes through issue_card (which publishes the status list if the database has none);
+    the rest are the same rows — card, PIN hash — inserted with executemany, tokens signed with the
+    real issuer key (the container's root key: on an existing database, CIVICARD_ROOT_KEY should be
+    the database's own, so its cards and the bench's verify alike).
     """
     engine, clock = container.engine, container.clock
     keys = CardKeys.derive(container.root_key)
-    left = _food_left(engine, clock, period)
-    adults = _first_adults(engine, clock, set(left))
+    adults = _card_holders(engine, clock, period, households)
+    if not adults:
+        raise SystemExit(f"no household with food left in {period} has an adult without a card")
+    left = _food_left(engine, clock, period, list(adults))
     first_household, first_person = next(iter(adults.items()))
     with SqlCardUnitOfWork(engine, CARD_DESK, clock) as uow:
         first = issue_card(uow, keys, first_person, PIN)
@@ -361,40 +437,61 @@ def _issue_cards(container: Container, period: str) -> list[Holder]:
     return holders
 
 
-def _food_left(engine: sa.Engine, clock: Clock, period: str) -> dict[str, dict[str, int]]:
-    """Food-entitled households → what each still has this period, by item."""
+def _food_left(engine: sa.Engine, clock: Clock, period: str, households: list[str]) -> dict[str, dict[str, int]]:
+    """The given households → what each still has of food this period, by item."""
     e = t.entitlements
-    with system_uow(engine, clock) as uow:
-        rows = uow.connection.execute(
-            sa.select(e.c.household_id, e.c.item_code, e.c.remaining).where(
-                e.c.period == period, e.c.remaining > 0, e.c.item_code.in_(FOOD_ITEMS)
-            )
-        ).all()
     left: dict[str, dict[str, int]] = {}
-    for r in rows:
-        items = left.setdefault(r.household_id, {})
-        items[r.item_code] = items.get(r.item_code, 0) + int(r.remaining)
+    with system_uow(engine, clock) as uow:
+        for start in range(0, len(households), 10_000):
+            rows = uow.connection.execute(
+                sa.select(e.c.household_id, e.c.item_code, e.c.remaining).where(
+                    e.c.period == period,
+                    e.c.household_id.in_(households[start : start + 10_000]),
+                    e.c.remaining > 0,
+                    e.c.item_code.in_(FOOD_ITEMS),
+                )
+            ).all()
+            for r in rows:
+                items = left.setdefault(r.household_id, {})
+                items[r.item_code] = items.get(r.item_code, 0) + int(r.remaining)
     return left
 
 
-def _first_adults(engine: sa.Engine, clock: Clock, households: set[str]) -> dict[str, str]:
-    """household → its first active adult member (by id), for the given households."""
-    m, p = t.memberships, t.persons
+def _card_holders(engine: sa.Engine, clock: Clock, period: str, households: int | None) -> dict[str, str]:
+    """household → its first active adult member (by id) who holds no card yet, for the first
+    `households` households (by id; all when None) with food left this period.
+
+    Selected in SQL, so a national registry is never read whole; a member who already holds a card
+    (an earlier sale's) is passed over for the next adult of the household."""
+    e, m, p, c = t.entitlements, t.memberships, t.persons, t.cards
     today = clock.today()
+    try:
+        adult_born_by = today.replace(year=today.year - 18)
+    except ValueError:  # 29 February: eighteen years ago had none
+        adult_born_by = today.replace(year=today.year - 18, day=28)
+    food = (
+        sa.select(e.c.household_id)
+        .where(e.c.period == period, e.c.remaining > 0, e.c.item_code.in_(FOOD_ITEMS))
+        .distinct()
+        .order_by(e.c.household_id)
+        .limit(households)
+        .subquery()
+    )
     with system_uow(engine, clock) as uow:
         rows = uow.connection.execute(
-            sa.select(m.c.household_id, p.c.id, p.c.birth_date)
+            sa.select(m.c.household_id, sa.func.min(p.c.id))
             .join(p, p.c.id == m.c.person_id)
-            .where(m.c.valid_to.is_(None), p.c.record_status == "active")
-            .order_by(m.c.household_id, p.c.id)
+            .where(
+                m.c.household_id.in_(sa.select(food.c.household_id)),
+                m.c.valid_to.is_(None),
+                p.c.record_status == "active",
+                p.c.birth_date <= adult_born_by,
+                ~sa.exists().where(c.c.person_id == p.c.id),
+            )
+            .group_by(m.c.household_id)
+            .order_by(m.c.household_id)
         ).all()
-    first: dict[str, str] = {}
-    for r in rows:
-        born = r.birth_date
-        age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-        if age >= 18 and r.household_id in households and r.household_id not in first:
-            first[r.household_id] = r.id
-    return first
+    return {r[0]: r[1] for r in rows}
 
 
 # --- load -------------------------------------------------------------------------------------------
@@ -635,6 +732,19 @@ def redemptions_written(engine: sa.Engine, clock: Clock) -> int:
         return int(uow.connection.execute(sa.select(sa.func.count()).select_from(t.redemptions)).scalar_one())
 
 
+def _ledger_settled(engine: sa.Engine, quiet: float = 1.0, limit: float = 15.0) -> None:
+    """Wait until the ledger has not grown for `quiet` seconds (the requests in flight when wrk
+    stopped have committed), `limit` seconds at most."""
+    deadline = time.monotonic() + limit
+    seen = redemptions_written(engine, Clock())
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = redemptions_written(engine, Clock())
+        if now == seen:
+            return
+        seen = now
+
+
 def measure(
     town: Town,
     engine: sa.Engine,
@@ -649,6 +759,9 @@ def measure(
         warm = data_dir / "warm.tsv"
         sign_pool(town, WARMUP_SECONDS * MAX_RATE // 2, warm)
         run_wrk(url, warm, WARMUP_SECONDS, script)
+        # The warm-up's unsent requests give their units back once its last answers are in the ledger.
+        _ledger_settled(engine)
+        town.refresh(engine, Clock())
         pool = data_dir / "pool.tsv"
         signed = sign_pool(town, seconds * MAX_RATE, pool)
         if signed < seconds * MAX_RATE:
@@ -729,16 +842,19 @@ def section(
     header += "| server CPU ms / sale | PostgreSQL CPU ms / sale |"
     verdict_rate = "✔" if ratio >= TARGET_RATIO else "✘"
     verdict_p99 = "✔" if best.p99_ms <= TARGET_P99_MS else "✘"
+    where = (
+        f"the load on the existing database `{town.loaded}`, kept afterwards"
+        if town.loaded
+        else "the bench's own database created and dropped around the run"
+    )
     return f"""{SECTION} — `bench/redemption_bench.py`
 
 {datetime.now(UTC):%Y-%m-%d}, `{command}`; {facts["cores"]} cores ({facts["cpu"]}), {facts["memory"]},
 1-minute load {facts["load"]} before the run and {load_after:.1f} after it (other work shared the machine);
-{facts["versions"]}. PostgreSQL is the shared server (default settings), the bench's own database
-created and dropped around the run; server, load generator and PostgreSQL share the same cores.
+{facts["versions"]}. PostgreSQL is the shared server (default settings), {where}; server, load generator
+and PostgreSQL share the same cores.
 
-Town: {town.households:,} households ({town.persons:,} persons) imported, this month's cycle run,
-{len(town.holders):,} cards (one per food-entitled household, PIN set), one vendor with {TERMINALS} shops
-and one counter terminal each. Load: `wrk -t{WRK_THREADS} -c{CONNECTIONS}` replaying pre-signed requests
+{_town_text(town)} Load: `wrk -t{WRK_THREADS} -c{CONNECTIONS}` replaying pre-signed requests
 (Ed25519 over the canonical request, a fresh nonce and Idempotency-Key each), request i from terminal
 i mod {TERMINALS} for household i mod {len(town.holders):,}, one unit of one food item; uvicorn (uvloop,
 httptools) with N worker processes; {WARMUP_SECONDS} s warm-up, then {results[0].seconds:.0f} s timed.
@@ -773,6 +889,22 @@ path — a redesign, not tuning.
 """
 
 
+def _town_text(town: Town) -> str:
+    cards = (
+        f"{len(town.holders):,} cards (one per food-entitled household, PIN set), one vendor with {TERMINALS} shops "
+        "and one counter terminal each"
+    )
+    people = f"{town.households:,} households ({town.persons:,} persons)"
+    if town.loaded is None:
+        return f"Town: {people} imported, this month's cycle run,\n{cards}."
+    integrate = town.seconds.get("integrate", 0.0)
+    return (
+        f"Registry: the existing database `{town.loaded}` with {people} already loaded and period {town.period} "
+        f"open;\n{town.folded:,} access-log entries not yet in the Merkle log folded first ({integrate:.1f} s); "
+        f"added beside what is there: prices where missing,\n{cards}."
+    )
+
+
 def replace_section(text: str, new: str) -> str:
     start = text.find(SECTION)
     if start < 0:
@@ -781,9 +913,18 @@ def replace_section(text: str, new: str) -> str:
     return text[:start] + new + (text[following + 1 :] if following >= 0 else "")
 
 
-def json_figures(tps: float, results: list[LoadResult], alone: InProcess, households: int, details: str) -> Figures:
-    """Per worker count: redemptions/s beside pgbench TPC-B of the same run, p99 and errors; CPU per sale."""
-    figures = Figures("redemption", facts={"households": households}, details=details)
+def json_figures(
+    tps: float, results: list[LoadResult], alone: InProcess, town: Town, consistent: bool, details: str
+) -> Figures:
+    """Per worker count: redemptions/s beside pgbench TPC-B of the same run, p99 and errors; CPU per sale.
+    The facts say whether the ledger held every 201 (`ledger consistent`) and how many sales it gained."""
+    facts: dict[str, Any] = {"households": town.households, "cards": len(town.holders), "ledger consistent": consistent}
+    facts["sales written"] = sum(r.written for r in results)
+    if town.loaded is not None:
+        facts["database"] = town.loaded
+        facts["access-log entries folded"] = town.folded
+        facts["fold seconds"] = round(town.seconds.get("integrate", 0.0), 1)
+    figures = Figures("redemption", facts=facts, details=details)
     for r in results:
         figures.add(f"{r.workers} workers: redemptions/s", r.rate, "/s", "pgbench TPC-B tps", tps)
         figures.add(f"{r.workers} workers: p99 latency", r.p99_ms, "ms", better="lower")
@@ -805,14 +946,37 @@ def require_tools() -> None:
         raise SystemExit(f"missing {', '.join(missing)}: run `bash scripts/system-deps.sh` (Debian packages)")
 
 
+@contextmanager
+def bench_database(existing: str | None) -> Iterator[str]:
+    """The database the load runs in: `existing` as it is (neither migrated nor dropped here), or a
+    throw-away one, migrated, dropped afterwards."""
+    if existing is not None:
+        yield existing
+        return
+    with scratch_database("redemption_bench") as url:
+        database_url = url.render_as_string(hide_password=False)
+        upgrade(database_url)
+        yield database_url
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3,000 households, 10 s runs, 2 workers")
-    parser.add_argument("--households", type=int, help="default 30,000 (quick 3,000)")
+    parser.add_argument(
+        "--on-database",
+        metavar="URL",
+        help="run the load in this existing, already-loaded civicard database (this month's period open) "
+        "instead of a throw-away town; what the bench adds stays",
+    )
+    parser.add_argument(
+        "--households", type=int, help="default 30,000 (quick 3,000); with --on-database, the households given cards"
+    )
     parser.add_argument("--seconds", type=int, help="timed run and pgbench length (default 20; quick 10)")
     parser.add_argument("--workers", help="uvicorn worker counts to try, comma-separated (default 2,3,4; quick 2)")
     parser.add_argument("--profile", type=Path, help="write py-spy collapsed stacks to PROFILE.<N>w.txt")
-    parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=None, help="replace the section")
+    parser.add_argument(
+        "--write", action=argparse.BooleanOptionalAction, default=None, help="replace the section (not --on-database)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here (for bench/run_all.py)")
     args = parser.parse_args(argv)
     require_tools()
@@ -822,30 +986,32 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts()
     say(f"machine: {facts}")
     say(f"pgbench TPC-B, {seconds} s…")
-    tps = pgbench_tps(seconds)
+    tps = pgbench_tps(seconds, base_url(args.on_database))
     say(f"pgbench: {tps:,.0f} tps")
     results: list[LoadResult] = []
-    with tempfile.TemporaryDirectory(prefix="redemption-bench-") as tmp, scratch_database("redemption_bench") as url:
+    with tempfile.TemporaryDirectory(prefix="redemption-bench-") as tmp, bench_database(args.on_database) as url:
         work = Path(tmp)
-        database_url = url.render_as_string(hide_password=False)
-        upgrade(database_url)
-        container = bootstrap(Settings(mode=Mode.DEMO, data_dir=work, database_url=database_url))
+        container = bootstrap(Settings(mode=Mode.DEMO, data_dir=work, database_url=url))
         try:
-            say(f"building a town of {households:,} households…")
-            town = build_town(container, households, work)
+            if args.on_database:
+                say(f"equipping the loaded database for the load (cards for up to {households:,} households)…")
+                town = loaded_town(container, households)
+            else:
+                say(f"building a town of {households:,} households…")
+                town = build_town(container, households, work)
             say(
-                f"town: {town.persons:,} persons, {len(town.holders):,} cards, {town.capacity:,} units to redeem; "
-                + ", ".join(f"{k} {v:.1f} s" for k, v in town.seconds.items())
+                f"town: {town.households:,} households, {town.persons:,} persons, {len(town.holders):,} cards, "
+                f"{town.capacity:,} units to redeem; " + ", ".join(f"{k} {v:.1f} s" for k, v in town.seconds.items())
             )
             script = work / "redeem.lua"
             script.write_text(WRK_SCRIPT, encoding="utf-8")
             for workers in worker_counts:
                 town.refresh(container.engine, container.clock)
-                result = measure(town, container.engine, database_url, work, workers, seconds, script, args.profile)
+                result = measure(town, container.engine, url, work, workers, seconds, script, args.profile)
                 say(describe(result))
                 results.append(result)
             say(f"in one process, no HTTP: {IN_PROCESS_SALES} sequential sales…")
-            alone = measure_in_process(town, container, database_url, work, IN_PROCESS_SALES)
+            alone = measure_in_process(town, container, url, work, IN_PROCESS_SALES)
             say(
                 f"in process: {alone.cpu_ms_per_sale:.1f} ms CPU and {alone.statements_per_sale:.1f} statements per "
                 f"sale ({alone.sales} sales); SELECT 1 costs {alone.sqlalchemy_select1_ms:.2f} ms CPU through "
@@ -863,16 +1029,17 @@ def main(argv: list[str] | None = None) -> int:
     if not consistent:
         say("LEDGER MISMATCH: redemptions written differ from 201 answers")
     command = "python bench/redemption_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    if args.write if args.write is not None else not args.quick:
-        text = replace_section(
-            RESULTS.read_text(encoding="utf-8"), section(facts, town, tps, results, alone, command.strip())
-        )
-        RESULTS.write_text(text, encoding="utf-8")
+    details = section(facts, town, tps, results, alone, _without_credentials(command.strip()))
+    if args.write if args.write is not None else not (args.quick or args.on_database):
+        RESULTS.write_text(replace_section(RESULTS.read_text(encoding="utf-8"), details), encoding="utf-8")
         say(f"wrote the section to {RESULTS}")
-    if args.json:
-        details = section(facts, town, tps, results, alone, command.strip())
-        json_figures(tps, results, alone, households, details).write(args.json)
+    json_figures(tps, results, alone, town, consistent, details).write(args.json)
     return 0 if consistent else 1
+
+
+def _without_credentials(command: str) -> str:
+    """The command line as printed in the results: a database URL's password hidden."""
+    return re.sub(r"(://[^:/@\s]+):[^@\s]+@", r"\1:***@", command)
 
 
 if __name__ == "__main__":

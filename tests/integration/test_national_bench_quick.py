@@ -1,11 +1,15 @@
 """The national pipeline (bench/national_bench.py) at a few thousand households on a fresh
-PostgreSQL schema: every step reports its time and memory, the EXPLAIN checks pass, a rerun with
---resume skips what is done, and chunked dedup scores exactly the pairs one join scores."""
+PostgreSQL schema: every step reports its time and memory, the redemption load on the loaded
+registry (5 s, uvicorn + wrk beside pgbench) has no errors and a ledger matching its answers, the
+EXPLAIN checks pass, a rerun with --resume skips what is done, and chunked dedup scores exactly the
+pairs one join scores. wrk and pgbench are needed (scripts/system-deps.sh): without them the module
+is skipped, or fails under CI=true."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +18,13 @@ from typing import Any
 
 import duckdb
 import pytest
+import sqlalchemy as sa
 
 from civicard.dedup.batch import run_batch
 from civicard.dedup.chunked import run_batch_in_chunks
 from civicard.dedup.model import saved_model
 
-from ..conftest import Database, fresh_postgres_schema
+from ..conftest import IN_CI, Database, fresh_postgres_schema
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "national_bench.py"
 HOUSEHOLDS = 2_000
@@ -37,6 +42,11 @@ def bench() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[Database]:
+    missing = [tool for tool in ("wrk", "pgbench") if shutil.which(tool) is None]
+    if missing and IN_CI:
+        pytest.fail(f"CI=true but {', '.join(missing)} missing: run scripts/system-deps.sh")
+    if missing:
+        pytest.skip(f"the throughput step needs {', '.join(missing)} (scripts/system-deps.sh)")
     yield from fresh_postgres_schema()
 
 
@@ -91,7 +101,38 @@ def test_every_step_reports_time_memory_and_its_figures(bench: ModuleType, ran: 
     assert d["cycle"]["households"] == d["import"]["households"] and len(d["cycle"]["programs"]) == 5
     assert d["entitlements"]["rows"] == d["cycle"]["entitlements_written"] > 0
     assert d["redemptions"]["redemptions"] == d["redemptions"]["cards_issued"] == 20
-    assert d["settlement"]["redemptions"] == 20 and d["settlement"]["verified"]
+    # The throughput step's sales are real redemptions of the period: settled and verified with the 20.
+    assert d["settlement"]["redemptions"] == 20 + d["throughput"]["sales_added"] and d["settlement"]["verified"]
+    assert d["settlement"]["vendors"] == 2  # the redemptions step's shop and the load's 64-shop chain
+
+
+def test_the_load_on_the_loaded_registry_has_no_errors_and_a_rate_beside_pgbench(
+    database: Database, ran: tuple[Path, list[Any]]
+) -> None:
+    work, results = ran
+    d = next(r["details"] for r in results if r["step"] == "throughput")
+    assert d["error_rate"] == 0 and d["ledger_consistent"] is True
+    assert d["redemptions_per_second"] > 0 and d["pgbench_tps"] > 0
+    assert d["ratio"] == round(d["redemptions_per_second"] / d["pgbench_tps"], 3)
+    assert (d["workers"], d["seconds"]) == (2, 5) and 0 < d["cards"] <= 1_000
+    assert d["log_entries_folded"] > 0  # the import's entries, folded before the load
+    # The ledger gained the timed run's sales (each a 201 or still in flight) plus warm-up and in-process ones.
+    assert d["sales_added"] > d["sales_written"] >= d["redemptions_per_second"] * 4
+    figure = {f["name"]: f for f in json.loads((work / "figures.json").read_text(encoding="utf-8"))["figures"]}[
+        "throughput: redemptions per second"
+    ]
+    assert (figure["value"], figure["reference_value"]) == (d["redemptions_per_second"], d["pgbench_tps"])
+    assert figure["reference"] == "pgbench TPC-B tps in the same run"
+    engine = sa.create_engine(database.url)
+    try:
+        with engine.connect() as conn:
+            carded_twice = conn.execute(
+                sa.text("SELECT count(*) FROM (SELECT person_id FROM cards GROUP BY person_id HAVING count(*) > 1) x")
+            ).scalar_one()
+            cards = conn.execute(sa.text("SELECT count(*) FROM cards")).scalar_one()
+    finally:
+        engine.dispose()
+    assert carded_twice == 0 and cards == 20 + d["cards"]  # the load's cards went to adults holding none
 
 
 def test_hot_queries_use_their_period_partition(ran: tuple[Path, list[Any]]) -> None:
