@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -20,7 +21,6 @@ from typing import Any, Protocol
 from civicard.programs.decisions import HouseholdFacts
 from civicard.programs.engines import Outcome
 from civicard.shared.errors import InvalidInput
-from civicard.shared.ids import new_id
 
 ORIGINS = ("cycle", "reevaluation", "appeal")
 
@@ -45,13 +45,13 @@ def inputs_json(household: Mapping[str, Any], members: Sequence[Mapping[str, Any
     return '{"household":' + _canonical(household) + ',"members":[' + ",".join(member_texts) + "]}"
 
 
-_LEFT_OUT = frozenset({"household_id", "region", "person_id"})
+LEFT_OUT = frozenset({"household_id", "region", "person_id"})  # identify, not decide
 
 
 def _canonical(values: Mapping[str, Any]) -> str:
     """`json.dumps(values, sort_keys=True, separators=(",", ":"))` of the inputs with every number
     as a float — written out directly, because a cycle encodes millions of these."""
-    keys = sorted(k for k in values if k not in _LEFT_OUT)
+    keys = sorted(k for k in values if k not in LEFT_OUT)
     return "{" + ",".join(f'"{k}":{_token(values[k])}' for k in keys) + "}"
 
 
@@ -200,23 +200,34 @@ def apply(
     run_id: str | None,
     now: datetime,
     household_ids: Sequence[str] | None = None,
+    changes_kept: int | None = None,
 ) -> tuple[list[DecisionChange], WriteSet]:
     """Compare `proposed` with the stored decisions of `period` and write what is new or changed.
 
     Same rules and same inputs → nothing. Otherwise a new decision supersedes the stored one and
-    the entitlements follow the new grant (what was already redeemed stays redeemed)."""
+    the entitlements follow the new grant (what was already redeemed stays redeemed).
+    `household_ids` limits the stored decisions read to those households (all of the period when
+    None). With `changes_kept`, only decisions that replaced a stored one are returned as changes,
+    at most that many: a cycle over millions of households counts the rest from the write set."""
     stored = store.current(period, household_ids)
+    # An entitlement belongs to its program's current decision (decisions are superseded, never
+    # deleted): only a household whose stored decision changes can hold entitlements to adjust.
     changed_households = sorted(
-        {p.household_id for p in proposed if _differs(stored.get((p.household_id, p.program)), p)}
+        {p.household_id for p in proposed if (old := stored.get((p.household_id, p.program))) and _differs(old, p)}
     )
     held = store.entitlements(period, changed_households) if changed_households else {}
     writes = WriteSet()
     changes: list[DecisionChange] = []
+    texts: dict[Outcome, tuple[str, str]] = {}  # a cycle's outcomes repeat: encode each one once
+    ids = _fresh_ids(min(65_536, 2 * len(proposed) + 8))  # a re-evaluation needs a handful
     for p in proposed:
         old = stored.get((p.household_id, p.program))
         if not _differs(old, p):
             continue
-        decision_id = new_id()
+        decision_id = next(ids)
+        encoded = texts.get(p.outcome)
+        if encoded is None:
+            encoded = texts[p.outcome] = (p.outcome.conditions_json(), p.outcome.items_json())
         writes.decisions.append(
             {
                 "period": period,
@@ -228,8 +239,8 @@ def apply(
                 "inputs_sha256": p.inputs_sha256,
                 "status": p.outcome.status,
                 "amount_minor": p.outcome.amount_minor,
-                "conditions": p.outcome.conditions_json(),
-                "items": p.outcome.items_json(),
+                "conditions": encoded[0],
+                "items": encoded[1],
                 "origin": origin,
                 "cycle_run_id": run_id,
                 "decided_at": now,
@@ -251,7 +262,7 @@ def apply(
                 writes.entitlements_new.append(
                     {
                         "period": period,
-                        "id": new_id(),
+                        "id": next(ids),
                         "household_id": p.household_id,
                         "program": p.program,
                         "item_code": change.item,
@@ -262,11 +273,22 @@ def apply(
                         "updated_at": now,
                     }
                 )
-        changes.append(
-            DecisionChange(p.household_id, p.program, period, old.outcome if old else None, p.outcome, adjusted)
-        )
+        if changes_kept is None or (old is not None and len(changes) < changes_kept):
+            changes.append(
+                DecisionChange(p.household_id, p.program, period, old.outcome if old else None, p.outcome, adjusted)
+            )
     store.write(period, writes)
     return changes, writes
+
+
+def _fresh_ids(batch: int) -> Iterator[str]:
+    """Ids like `shared.ids.new_id()` (16 random bytes, hex), drawn from the OS in batches and
+    handed out in ascending order within a batch: rows written in that order go to the end of
+    their indexes' pages instead of all over them (a cycle writes millions). An id still tells
+    nothing about its household, program or time."""
+    while True:
+        text = os.urandom(16 * batch).hex()
+        yield from sorted(text[start : start + 32] for start in range(0, len(text), 32))
 
 
 def _differs(old: Stored | None, new: Proposed) -> bool:

@@ -59,9 +59,9 @@ def cycle_run(
     for name, count in report.eligible.items():
         table.add_row(name, f"{count:,}")
     out.print(table)
-    changed = [c for c in report.changes if c.before is not None]
-    if changed:
-        out.print(f"Changed since the last run ({len(changed):,}; first {min(show, len(changed))}):")
+    changed = [c for c in report.changes if c.before is not None]  # a sample when there are many
+    if report.decisions_changed:
+        out.print(f"Changed since the last run ({report.decisions_changed:,}; first {min(show, len(changed))}):")
         for c in changed[:show]:
             out.print(f"  household {c.household_id}: {c.summary()}", highlight=False)
     if not report.decisions_new and not report.decisions_changed:
