@@ -1,19 +1,20 @@
 """The verifiable access log: in memory, and stored on SQLite and PostgreSQL with the integrator running.
 
     python bench/log_bench.py [--quick] [--entries N] [--backends sqlite,postgresql] [--writers 8] [--seconds S]
-                              [--json PATH]
+                              [--backlog-only] [--json PATH]
 
 In memory (reference: raw hashlib.sha256 of the same canonical leaves, same run): canonical encoding,
 MerkleTree appends, inclusion/consistency proof generation and verification, offline bundle checks.
 
 Stored, per backend (a fresh SQLite file; a fresh PostgreSQL schema in CIVICARD_TEST_POSTGRES_URL,
-dropped afterwards): N access_log rows bulk-inserted (COPY / executemany), folded by the
-integrator (entries/s), then `--writers` threads append one entry per transaction through
-SqlAccessLog for `--seconds` while the background integrator runs (appends/s, and the lag from
-each commit to the first signed checkpoint that covers it, observed by a 5 ms watcher), then
-stored inclusion-proof latency (one query each), proof bundles, a resident's log, and a full
-`verify_stored_log`. Prints markdown tables; --json writes the figures for bench/run_all.py
-(bench/figures.py).
+dropped afterwards): N access_log rows bulk-inserted (COPY / executemany), folded as
+`civicard audit integrate` folds a backlog (`run_once(full=True)`, entries/s), then `--writers`
+threads append one entry per transaction through SqlAccessLog for `--seconds` while the
+background integrator runs (appends/s, and the lag from each commit to the first signed
+checkpoint that covers it, observed by a 5 ms watcher), then stored inclusion-proof latency (one
+query each), proof bundles, a resident's log, and a full `verify_stored_log`. `--backlog-only`
+stops after the backlog (for profiling the integrator at national sizes). Prints markdown
+tables; --json writes the figures for bench/run_all.py (bench/figures.py).
 """
 
 from __future__ import annotations
@@ -318,13 +319,22 @@ def integration_lags(engine: Engine, record: Appends) -> list[float]:
 
 
 def bench_stored(
-    backend: str, url: str, entries: int, writers: int, seconds: float, samples: int, seed: int, figures: Figures
+    backend: str,
+    url: str,
+    entries: int,
+    writers: int,
+    seconds: float,
+    samples: int,
+    seed: int,
+    figures: Figures,
+    backlog_only: bool = False,
 ) -> list[str]:
     engine = make_engine(url)
     rng = random.Random(seed)
     persons = max(1, entries // 10)
     lines = [
-        f"### Stored on {backend} — {entries:,} bulk entries, then {writers} writers for {seconds:.0f} s",
+        f"### Stored on {backend} — {entries:,} bulk entries"
+        + ("" if backlog_only else f", then {writers} writers for {seconds:.0f} s"),
         "",
         "| operation | count | seconds | per second | note |",
         "| --- | ---: | ---: | ---: | --- |",
@@ -335,8 +345,13 @@ def bench_stored(
             rate_row("bulk insert access_log rows" + (" (COPY)" if backend == "postgresql" else ""), entries, insert_s)
         )
         integrator = Integrator(engine, SIGNER, Clock())
-        fold_s = timed(integrator.run_once)
-        lines.append(rate_row("integrate backlog (10,000 a batch, one checkpoint each)", entries, fold_s))
+        fold_s = timed(lambda: integrator.run_once(full=True))
+        batch = f"{integrator.backlog_batch_size:,} a batch, one checkpoint each"
+        lines.append(rate_row(f"integrate backlog, as `audit integrate` ({batch})", entries, fold_s))
+        figures.add(f"{backend}: bulk insert of entries", entries / insert_s, "/s")
+        figures.add(f"{backend}: integrating a backlog, entries", entries / fold_s, "/s")
+        if backlog_only:
+            return [*lines, ""]
         with engine.connect() as conn:
             sweep_s = timed(
                 lambda: conn.execute(
@@ -375,8 +390,6 @@ def bench_stored(
             )
         )
         lines.append(f"| commit → in a signed checkpoint | {len(lags):,} | | | {ms(lags)}; target ≤ 1 s |")
-        figures.add(f"{backend}: bulk insert of entries", entries / insert_s, "/s")
-        figures.add(f"{backend}: integrating a backlog, entries", entries / fold_s, "/s")
         figures.add(
             f"{backend}: appends by {writers} threads, integrator running",
             len(record.commits) / elapsed,
@@ -453,6 +466,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--seed", type=int, default=9162)
+    parser.add_argument("--backlog-only", action="store_true", help="stored: bulk insert and fold the backlog only")
     parser.add_argument("--json", type=Path, help="also write the figures here (for bench/run_all.py)")
     args = parser.parse_args(argv)
     args.entries = args.entries or (QUICK_ENTRIES if args.quick else FULL_ENTRIES)
@@ -467,8 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Log benchmark: Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores")
     print()
     figures = Figures("log", facts={"entries": args.entries, "writers": args.writers, "seconds": args.seconds})
-    for line in bench_memory(max(args.entries, 50_000), args.proofs, args.seed, figures):
-        print(line, flush=True)
+    if not args.backlog_only:
+        for line in bench_memory(max(args.entries, 50_000), args.proofs, args.seed, figures):
+            print(line, flush=True)
     backends: dict[str, Callable[[Path], AbstractContextManager[str]]] = {
         "sqlite": sqlite_database,
         "postgresql": lambda _: postgres_schema(),
@@ -477,7 +492,15 @@ def main(argv: list[str] | None = None) -> int:
         for backend in args.backends.split(","):
             with backends[backend](Path(work)) as url:
                 for line in bench_stored(
-                    backend, url, args.entries, args.writers, args.seconds, args.samples, args.seed, figures
+                    backend,
+                    url,
+                    args.entries,
+                    args.writers,
+                    args.seconds,
+                    args.samples,
+                    args.seed,
+                    figures,
+                    args.backlog_only,
                 ):
                     print(line, flush=True)
     figures.write(args.json)

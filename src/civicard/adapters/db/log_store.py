@@ -14,12 +14,30 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
+from operator import itemgetter
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, Engine, Row, Table, and_, bindparam, exists, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    LargeBinary,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import OperationalError
 
 from civicard.adapters.db import tables as t
@@ -264,19 +282,34 @@ def consistency_between(source: ConnectionSource, old_size: int, new_size: int |
 # --------------------------------------------------------------------------- entries
 
 
-def _entry(row: Row[Any]) -> LogEntry:
+# Where LogEntry's fields sit among access_log's columns: rows are read by position, which is
+# cheaper than reading eleven attributes by name (it shows when folding a backlog).
+_ENTRY_FIELDS = (
+    "seq",
+    "occurred_at",
+    "actor",
+    "role",
+    "purpose",
+    "action",
+    "categories",
+    "detail",
+    "subject_person_id",
+    "subject_household_id",
+    "subject_salt",
+)
+_ENTRY_POSITIONS = tuple(_A.c.keys().index(name) for name in _ENTRY_FIELDS)
+
+
+@cache
+def _entry_fields(start: int) -> itemgetter[tuple[Any, ...]]:
+    return itemgetter(*(start + i for i in _ENTRY_POSITIONS))
+
+
+def _entry(row: Row[Any], start: int = 0) -> LogEntry:
+    """The entry in a row holding all of access_log's columns (`select(_A)`) from position `start`."""
+    seq, at, actor, role, purpose, action, categories, detail, person, household, salt = _entry_fields(start)(row)
     return LogEntry(
-        seq=row.seq,
-        occurred_at=row.occurred_at,
-        actor=row.actor,
-        role=row.role,
-        purpose=row.purpose,
-        action=row.action,
-        categories=categories_from_column(row.categories),
-        detail=row.detail,
-        subject_person_id=row.subject_person_id,
-        subject_household_id=row.subject_household_id,
-        subject_salt=row.subject_salt,
+        seq, at, actor, role, purpose, action, categories_from_column(categories), detail, person, household, salt
     )
 
 
@@ -384,6 +417,9 @@ class Integrator:
     straggler far behind (a bulk import committing long after it took its seqs) is folded within
     one pass and no poll costs more than two bounded index scans, however long the log.
     (A pending-entries queue table would make this O(new rows); the schema has none.)
+
+    A full run (`civicard audit integrate`, a backlog) folds `backlog_batch_size` rows a
+    transaction instead of `batch_size`: fewer, larger checkpoints, the same leaves and nodes.
     """
 
     def __init__(
@@ -394,11 +430,13 @@ class Integrator:
         *,
         origin: str = DEFAULT_ORIGIN,
         batch_size: int = 10_000,
+        backlog_batch_size: int = 50_000,
         lookback: int = 1_000,
         sweep_window: int = 5_000,
     ) -> None:
         self.engine, self.signer, self.clock, self.origin = engine, signer, clock, origin
         self.batch_size, self.lookback, self.sweep_window = batch_size, lookback, sweep_window
+        self.backlog_batch_size = backlog_batch_size
         self.last_error: BaseException | None = None
         self._run_lock = threading.Lock()
         self._stop = threading.Event()
@@ -408,6 +446,9 @@ class Integrator:
         # subject id → chain head (None: no entry yet), valid only while the tree size is _heads_size.
         self._heads: dict[str, bytes | None] = {}
         self._heads_size = -1
+        # The highest entry_seq with a leaf when _heads was emptied: a subject missing from _heads
+        # can only have leaves at or below it (every later leaf is ours, and its subject is cached).
+        self._heads_bound: int | None = None
         self._erasures_seen = -1  # an erasure unlinks a person's entries: their cached head is void
         self._partitions = LogPartitionWatch(engine)
 
@@ -423,11 +464,12 @@ class Integrator:
             try:
                 total = 0
                 ranges = self._oldest_pending() if full else self._pending_ranges()
+                limit = self.backlog_batch_size if full else self.batch_size
                 for floor, ceiling in ranges:
                     while True:
-                        folded, last_seq = self._fold_batch(floor, ceiling)
+                        folded, last_seq = self._fold_batch(floor, ceiling, limit)
                         total += folded
-                        if folded < self.batch_size:
+                        if folded < limit:
                             break
                         floor = last_seq  # a backlog: continue after this batch instead of rescanning it
                 self._refresh_statistics(total)
@@ -499,11 +541,11 @@ class Integrator:
                 log.error("log integration failed: %s %s", type(exc).__name__, getattr(exc, "code", ""))
             self._stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
-    def _fold_batch(self, floor: int, ceiling: int | None) -> tuple[int, int]:
+    def _fold_batch(self, floor: int, ceiling: int | None, limit: int) -> tuple[int, int]:
         with self.engine.connect() as conn:
             _lock_log(conn)
             size = int(conn.execute(select(func.coalesce(func.max(_L.c.leaf_index) + 1, 0))).scalar_one())
-            rows = _rows_by_seq(conn, _pending_seqs(conn, floor, ceiling, self.batch_size))
+            rows = _rows_by_seq(conn, _pending_seqs(conn, floor, ceiling, limit))
             if not rows:
                 conn.rollback()
                 return 0, 0
@@ -520,28 +562,24 @@ class Integrator:
         heads = self._known_heads(conn, size, entries)
         store = SqlNodeStore(conn)
         frontier = _Frontier.load(store, size)
-        now = self.clock.now()
-        leaves: list[dict[str, Any]] = []
-        nodes: list[dict[str, Any]] = []
-        for entry in entries:
-            subject = entry.subject_id
-            prev = heads.get(subject) if subject is not None else None
-            digest = entry_leaf_hash(entry, prev)
-            head = next_chain_head(prev, digest) if subject is not None else None
-            if subject is not None:
-                heads[subject] = head
-            leaves.append(
-                {
-                    "leaf_index": frontier.size,
-                    "entry_seq": entry.seq,
-                    "chain_prev": prev,
-                    "chain_head": head,
-                    "integrated_at": now,
-                }
-            )
-            nodes.extend({"level": lv, "node_index": i, "hash": h} for lv, i, h in frontier.append(digest))
-        _insert_rows(conn, _L, leaves)
-        _insert_rows(conn, _N, nodes)
+        now = as_utc(self.clock.now())
+        nodes: list[tuple[int, int, bytes]] = []
+        # The leaves stream to the database while the next ones are hashed (COPY on PostgreSQL,
+        # where checking each leaf's foreign key costs about as much as hashing it); the nodes,
+        # cheap to insert, follow in one go.
+        with _appending(conn, _L, _LEAF_COLUMNS) as add_leaf:
+            for entry in entries:
+                subject = entry.subject_id
+                prev = heads.get(subject) if subject is not None else None
+                digest = entry_leaf_hash(entry, prev)
+                head = next_chain_head(prev, digest) if subject is not None else None
+                if subject is not None:
+                    heads[subject] = head
+                add_leaf((frontier.size, entry.seq, prev, head, now))
+                nodes.extend(frontier.append(digest))
+        with _appending(conn, _N, _NODE_COLUMNS) as add_node:
+            for node in nodes:
+                add_node(node)
         # Signed times never go backwards (a clock step must not look like a shrinking log).
         latest = latest_checkpoint(conn)
         signed_at = now if latest is None else max(now, latest.signed_at)
@@ -554,6 +592,7 @@ class Integrator:
         if size != self._heads_size or len(self._heads) > 500_000 or erasures != self._erasures_seen:
             self._heads = {}
             self._erasures_seen = erasures
+            self._heads_bound = conn.execute(select(func.max(_L.c.entry_seq))).scalar()
         persons = {e.subject_person_id for e in entries if e.subject_person_id is not None} - self._heads.keys()
         households = {
             e.subject_household_id
@@ -561,7 +600,8 @@ class Integrator:
             if e.subject_person_id is None and e.subject_household_id is not None
         } - self._heads.keys()
         self._heads.update(dict.fromkeys(persons | households))
-        self._heads.update(_chain_heads(conn, persons, households))
+        if self._heads_bound is not None:  # else no entry has a leaf yet: every new subject starts a chain
+            self._heads.update(_chain_heads(conn, persons, households, self._heads_bound))
         return self._heads
 
 
@@ -603,7 +643,7 @@ def _rows_by_seq(conn: Connection, seqs: list[int]) -> list[Row[Any]]:
     if seqs[-1] - seqs[0] < 2 * len(seqs):
         wanted = set(seqs)
         query = select(_A).where(_A.c.seq.between(seqs[0], seqs[-1])).order_by(_A.c.seq)
-        return [row for row in conn.execute(query) if row.seq in wanted]
+        return [row for row in conn.execute(query) if row[0] in wanted]  # row[0]: seq, the first column
     rows: list[Row[Any]] = []
     for chunk in _chunks(seqs, _IN_CHUNK):
         rows.extend(conn.execute(select(_A).where(_A.c.seq.in_(chunk)).order_by(_A.c.seq)))
@@ -654,20 +694,64 @@ def _begin_immediate(conn: Connection, patience: float = 30.0) -> None:
         conn.exec_driver_sql(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
 
 
-def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Append many rows in the current transaction: COPY on PostgreSQL (~10× executemany)."""
-    if not rows:
-        return
+# The columns the integrator appends, with their PostgreSQL types for a binary COPY.
+_LEAF_COLUMNS = {
+    "leaf_index": "int8",
+    "entry_seq": "int8",
+    "chain_prev": "bytea",
+    "chain_head": "bytea",
+    "integrated_at": "timestamptz",
+}
+_NODE_COLUMNS = {"level": "int2", "node_index": "int8", "hash": "bytea"}
+
+
+@contextmanager
+def _appending(conn: Connection, table: Table, columns: Mapping[str, str]) -> Iterator[Callable[[Sequence[Any]], None]]:
+    """Append rows (values in `columns` order) in the current transaction until the block ends.
+
+    PostgreSQL: one binary COPY (~10× executemany), sent 32 kB at a time while the caller makes
+    the next rows, so the server inserts them meanwhile; the connection runs nothing else until
+    the block ends. SQLite: one executemany at the end, of the rows as they are, but for columns
+    whose type converts values (a timestamp to SQLAlchemy's text form); SQLAlchemy's own
+    per-value processing would take longer than the hashing.
+    """
+    names = [table.c[name].name for name in columns]  # identifiers from the table definition only
     if conn.dialect.name != "postgresql":
-        conn.execute(insert(table), rows)
+        rows: list[Sequence[Any]] = []
+        yield rows.append
+        if rows:
+            places = ", ".join("?" * len(names))
+            statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({places})"  # noqa: S608 (identifiers)
+            conn.exec_driver_sql(statement, _bound(conn, table, names, rows))
         return
     import psycopg  # only with PostgreSQL
 
-    columns = [c.name for c in table.c if c.name in rows[0]]  # identifiers from the table definition only
     dbapi = cast(psycopg.Connection[Any], conn.connection.dbapi_connection)
-    with dbapi.cursor() as cursor, cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[c] for c in columns])
+    statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
+    with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.set_types(list(columns.values()))
+        yield copy.write_row
+
+
+def _bound(conn: Connection, table: Table, names: Sequence[str], rows: list[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """`rows` as the driver takes them: through the bind processors of columns that have one,
+    except binary ones (sqlite3 stores bytes as a BLOB itself)."""
+    converting = []
+    for position, name in enumerate(names):
+        column_type = table.c[name].type
+        dialect_type = column_type.dialect_impl(conn.dialect)
+        process = None if isinstance(column_type, LargeBinary) else dialect_type.bind_processor(conn.dialect)
+        if process is not None:
+            converting.append((position, process))
+    if not converting:
+        return [tuple(row) for row in rows]
+    bound = []
+    for row in rows:
+        values = list(row)
+        for position, process in converting:
+            values[position] = process(values[position])
+        bound.append(tuple(values))
+    return bound
 
 
 def _salted(conn: Connection, entries: list[LogEntry]) -> list[LogEntry]:
@@ -683,11 +767,13 @@ def _salted(conn: Connection, entries: list[LogEntry]) -> list[LogEntry]:
     return [replace(e, subject_salt=fixes[e.seq]) if e.seq in fixes else e for e in entries]
 
 
-def _chain_heads(conn: Connection, persons: set[str], households: set[str]) -> dict[str, bytes]:
-    """The current chain head of each subject that has integrated entries (its highest leaf).
+def _chain_heads(conn: Connection, persons: set[str], households: set[str], bound: int) -> dict[str, bytes]:
+    """The current chain head of each subject that has integrated entries (its highest leaf),
+    given that none of their leaves is for an entry above seq `bound`.
 
     Two indexed lookups (the subjects' seqs, then those seqs' leaves) instead of a join, which
-    PostgreSQL would run as a hash join over all of log_leaves.
+    PostgreSQL would run as a hash join over all of log_leaves. The bound keeps the seqs of a
+    backlog being folded out of the second lookup.
     """
     subject_of: dict[int, str] = {}
     lookups = (
@@ -696,7 +782,9 @@ def _chain_heads(conn: Connection, persons: set[str], households: set[str]) -> d
     )
     for column, ids, extra in lookups:
         for chunk in _chunks(sorted(ids), _HEADS_CHUNK):
-            found = select(_A.c.seq, column).where(column.in_(chunk), *([] if extra is None else [extra]))
+            found = select(_A.c.seq, column).where(
+                column.in_(chunk), _A.c.seq <= bound, *([] if extra is None else [extra])
+            )
             subject_of.update({row.seq: row[1] for row in conn.execute(found)})
     best: dict[str, tuple[int, bytes]] = {}
     for seqs in _chunks(sorted(subject_of), _HEADS_CHUNK):
@@ -897,7 +985,7 @@ class _LeafWalk:
             return _Problem(index, 0, "entry_deleted", f"The entry of leaf {index} is gone from access_log.")
         prev, head = _optional_bytes(row.chain_prev), _optional_bytes(row.chain_head)
         try:
-            entry = _entry(row)
+            entry = _entry(row, start=3)  # after leaf_index, chain_prev and chain_head
             digest = _erased_leaf_hash(entry, row) if _erased(row) else entry_leaf_hash(entry, prev)
         except ValueError:
             return _Problem(index, 1, "entry_edited", f"The entry of leaf {index} was changed (it no longer parses).")
