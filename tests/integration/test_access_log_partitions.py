@@ -386,3 +386,37 @@ def test_a_seq_range_read_touches_only_the_partitions_of_that_range(
         assert top["Node Type"] == "Append"
         assert [p["Relation Name"] for p in top["Plans"]] == ["access_log_s0002"]
         assert top["Subplans Removed"] == len(_bounds(conn)) - 1
+
+
+# --------------------------------------------------------------------------- large appends
+
+
+def test_a_large_append_goes_by_copy_and_stores_what_a_small_one_stores(
+    pg_db: Database, engines: list[Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from civicard.adapters.db import repositories
+
+    upgrade(pg_db.url)
+    engine = _engine(engines, pg_db)
+    entries = _entries(12)
+    _append(engine, entries)  # 12 < COPY_FROM_ENTRIES: executemany
+    monkeypatch.setattr(repositories, "COPY_FROM_ENTRIES", 10)
+    copied: list[int] = []
+    real_write = repositories.BulkAccessLog.append
+
+    def counted(log: Any, batch: list[AccessEntry]) -> None:
+        copied.append(len(batch))
+        real_write(log, batch)
+
+    monkeypatch.setattr(repositories.BulkAccessLog, "append", counted)
+    _append(engine, entries)  # the same 12 entries again, now by COPY
+    assert copied == [12]
+    rows = _rows(engine)
+    # Everything but seq and the per-entry random salt is stored alike, timestamps to the microsecond.
+    plain, by_copy = ([r[1:10] for r in rows[:12]], [r[1:10] for r in rows[12:]])
+    assert by_copy == plain and len(rows) == 24
+    assert all(len(r[10]) == 32 for r in rows) and len({r[10] for r in rows}) == 24
+    integrator = Integrator(engine, SIGNER, Clock.fixed(FIXED_NOW))
+    assert integrator.run_once(full=True) == 24
+    with engine.connect() as conn:
+        assert verify_stored_log(conn, SIGNER.verifier).ok
