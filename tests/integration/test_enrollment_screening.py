@@ -278,3 +278,19 @@ def test_a_corrected_name_moves_the_persons_match_keys(uow_for: UowFor, matcher:
         )
     old, new = "2:luis|rojas|1990-01-02", "2:luis|rojo|1990-01-02"
     assert old in before and new in after and old not in after
+
+
+def test_the_registry_read_in_small_pages_equals_one_page(
+    uow_for: UowFor, engine: Any, clock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from civicard.adapters.db import dedup_extract
+
+    generate_population(PopulationSpec(households=60, seed=4), tmp_path)
+    import_population(engine, tmp_path, AccessContext(SYSTEM, "bulk_import"), clock)
+    with uow_for("duplicate_screening", SYSTEM) as uow:
+        whole = registry_records(uow).to_pylist()
+    monkeypatch.setattr(dedup_extract, "CHUNK", 7)  # many pages, each starting mid-registry
+    with uow_for("duplicate_screening", SYSTEM) as uow:
+        paged = registry_records(uow).to_pylist()
+    assert len(whole) > 50 and paged == whole
+    assert all(r["household_id"] is not None for r in paged)  # every page found its memberships

@@ -31,6 +31,7 @@ def registry_pages(
     """`registry_records` one keyset page (CHUNK persons) at a time, each page's reads logged as it
     is read: a caller that writes pages out (a national registry) holds one page in memory."""
     persons, members = t.persons, t.memberships
+    after: sa.BindParameter[str] = sa.bindparam("after", type_=sa.String())
     conn = uow.connection
     query = (
         sa.select(
@@ -47,9 +48,19 @@ def registry_pages(
             persons.c.national_id,
             members.c.household_id,
         )
-        .select_from(persons.outerjoin(members, (members.c.person_id == persons.c.id) & members.c.valid_to.is_(None)))
-        .where(persons.c.record_status != "merged")
+        .select_from(
+            persons.outerjoin(
+                members,
+                (members.c.person_id == persons.c.id)
+                & members.c.valid_to.is_(None)
+                # Repeated on the joined side so its index scan starts at the page too: without it
+                # PostgreSQL's merge join walks memberships from the first id on every page.
+                & (members.c.person_id > after),
+            )
+        )
+        .where(persons.c.record_status != "merged", persons.c.id > after)
         .order_by(persons.c.id)
+        .limit(CHUNK)
     )
     total = conn.execute(sa.select(sa.func.count()).select_from(persons)).scalar_one()
     # One read entry a person (30 M in a national run), in this one transaction: their access-log
@@ -58,7 +69,7 @@ def registry_pages(
     done = 0
     last = ""
     while True:  # keyset pages: bounded memory, and the log writes share the connection safely
-        chunk = conn.execute(query.where(persons.c.id > last).limit(CHUNK)).all()
+        chunk = conn.execute(query, {"after": last}).all()
         if not chunk:
             break
         last = chunk[-1].id
