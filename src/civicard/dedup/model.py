@@ -195,21 +195,22 @@ BLOCKING_KEYS: tuple[tuple[str, ...], ...] = (
     ("given_canon", "surname_1", "surname_2", "birth_day"),
     ("given_canon", "dob", "postcode"),
     ("phone", "given_canon"),
-    ("dob", "postcode", "sex"),
+    ("dob", "address", "postcode"),
     ("address", "postcode", "given_canon"),
 )
 """Which pairs are compared at all: any one of these feature tuples equal. Candidate pairs must
 grow linearly with the population, so every key either holds a value that grows with the country
 (document, phone, an address within its postcode) or combines enough parts that its blocks stay
-small at 30 M people: three name parts with a birth date or half of one, or a place. A key of
+small at 30 M people: three name parts with a birth date or half of one, or with a place. A key of
 values drawn from fixed lists — the full name alone, first surname + birth date, given name +
-birth date — makes blocks that grow with the country and pairs that grow with its square (0.25
-pairs per record at 0.7 M records and rising; these keys give 0.060, 0.063 and 0.067 at 0.17 M,
-0.7 M and 1.4 M records, bench/RESULTS.md). What that costs: a re-enrollment after a move, without
-a document or the old phone, whose given name and both surnames are not all typed alike, is no
-longer compared (cluster recall 0.971 instead of 0.974 on 0.7 M generated records). The enrollment
-path prefilters registry candidates on the same keys in SQL; after changing them, run
-`civicard dedup index` to recompute the stored keys."""
+birth date, birth date + postcode — makes blocks that grow with the country and pairs that grow
+with its square (0.25 pairs per record at 0.7 M records and rising). These keys give 0.059, 0.060
+and 0.062 pairs per record at 0.17, 0.7 and 1.4 M generated records (bench/RESULTS.md). What that
+costs: a re-enrollment after a move, without a document or the old phone, whose given name and
+both surnames are not all typed alike, is no longer compared (cluster recall 0.971 instead of
+0.973 on 0.7 M generated records, precision 0.998 both). The enrollment path prefilters registry
+candidates on the same keys in SQL; after changing them, run `civicard dedup index` to recompute
+the stored keys."""
 
 
 def blocking_rules() -> list[BlockingRuleCreator | dict[str, Any]]:
