@@ -289,17 +289,22 @@ def step_dedup(run: Run) -> dict[str, Any]:
             timings[name] = time.perf_counter()
 
         result = run_batch_in_chunks(con, "dedup_input", model=model, chunks=run.dedup_chunks, step=step)
+        if result.records != records:
+            raise StepFailed(f"dedup scored {result.records:,} records of the {records:,} read from the registry")
         names = list(timings)
         ends = [*(timings[n] for n in names[1:]), time.perf_counter()]
         seconds = {n: round(e - timings[n], 2) for n, e in zip(names, ends, strict=True)}
-        sample = 1.0 if records <= 500_000 else 0.05
-        full = candidate_pairs(con, "dedup_features", model, sample)
+        # Exact counts (every record): with blocking that stays linear they are cheap (33 s at 3.5 M
+        # records), and a 5 % sample misjudged sparse blocks by a quarter.
+        counting = time.perf_counter()
+        full = candidate_pairs(con, "dedup_features", model)
         con.execute(
             "CREATE TABLE dedup_features_half AS SELECT * FROM dedup_features "
             "WHERE hash(coalesce(household_id, unique_id)) % 2 = 0"
         )
         half_records = int(con.execute("SELECT count(*) FROM dedup_features_half").fetchall()[0][0])
-        half = candidate_pairs(con, "dedup_features_half", model, sample)
+        half = candidate_pairs(con, "dedup_features_half", model)
+        counting_seconds = time.perf_counter() - counting
     except duckdb.Error as exc:
         raise StepFailed(f"dedup failed: {str(exc).splitlines()[0]}") from None
     finally:
@@ -317,7 +322,7 @@ def step_dedup(run: Run) -> dict[str, Any]:
         "half_records": half_records,
         "half_candidate_pairs": half,
         "half_candidate_pairs_per_record": round(half / max(half_records, 1), 3),
-        "candidate_pairs_estimated": sample < 1.0,
+        "counting_pairs_seconds": round(counting_seconds, 2),
         "read_registry_seconds": round(read_seconds, 2),
         "seconds_by_stage": seconds,
     }
