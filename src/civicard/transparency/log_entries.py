@@ -25,7 +25,8 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring
 from typing import Any
 
 from civicard.transparency.merkle import GENESIS, HASH_SIZE, chain_hash, leaf_hash
@@ -34,7 +35,10 @@ LEAF_VERSION = 1
 SALT_BYTES = 16
 _CHAIN_TAG = b"civicard/log-chain\n"
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
-_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+_NO_OFFSET = timedelta(0)
+_BAD_SALT = "a salt is an even number of lowercase hex digits"
+# The string escaper json.dumps(ensure_ascii=False) itself uses, so `canonical_leaf` writes the same bytes.
+_json_string = encode_basestring
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,14 @@ class LogEntry:
 
 def format_time(at: datetime) -> str:
     """ISO-8601 in UTC with microseconds ("2026-11-15T10:00:00.000000Z"); naive (SQLite) means UTC."""
-    aware = at if at.tzinfo else at.replace(tzinfo=UTC)
+    # Stored times are already UTC (naive from SQLite; UTC or Etc/UTC from PostgreSQL): their wall
+    # time is written as it is, without the conversion that would cost about as much again.
+    zone = at.tzinfo
+    if zone is None:
+        return at.isoformat("T", "microseconds") + "Z"
+    if zone is UTC or at.utcoffset() == _NO_OFFSET:
+        return at.isoformat("T", "microseconds")[:-6] + "Z"  # without "+00:00"
+    aware = at if zone else at.replace(tzinfo=UTC)
     return aware.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
@@ -75,25 +86,43 @@ def parse_time(text: str) -> datetime:
 def salt_bytes(salt: str) -> bytes:
     """The salt as bytes: access_log stores it as lowercase hex (empty for entries about nobody).
 
-    Strict on purpose: `bytes.fromhex` would also accept upper case and spaces, so a stored salt
-    could be rewritten without changing the leaf.
+    Strict on purpose: `bytes.fromhex` alone would also accept upper case and spaces, so a stored
+    salt could be rewritten without changing the leaf; checking that `.hex()` gives the salt back
+    refuses them (a few times faster than a regular expression, and every leaf needs it).
     """
-    if not _HEX.fullmatch(salt):
-        raise ValueError("a salt is an even number of lowercase hex digits")
-    return bytes.fromhex(salt)
+    try:
+        value = bytes.fromhex(salt)
+    except ValueError:
+        raise ValueError(_BAD_SALT) from None
+    if value.hex() != salt:
+        raise ValueError(_BAD_SALT)
+    return value
 
 
 def subject_hash(salt: str, subject_id: str) -> str:
     """hex SHA-256(salt ‖ subject id): hides who the entry is about from the public."""
-    return hashlib.sha256(salt_bytes(salt) + subject_id.encode("utf-8")).hexdigest()
+    return _subject_hash(salt_bytes(salt), subject_id)
+
+
+def _subject_hash(salt: bytes, subject_id: str) -> str:
+    return hashlib.sha256(salt + subject_id.encode("utf-8")).hexdigest()
 
 
 def chain_commitment(salt: str, chain_prev: bytes | None) -> str:
     """hex SHA-256(tag ‖ salt ‖ previous head or GENESIS): binds the leaf to the subject's chain."""
+    previous = _chain_head(chain_prev)
+    return _chain_commitment(salt_bytes(salt), previous)
+
+
+def _chain_head(chain_prev: bytes | None) -> bytes:
     previous = GENESIS if chain_prev is None else chain_prev
     if len(previous) != HASH_SIZE:
         raise ValueError(f"a chain head is {HASH_SIZE} bytes, got {len(previous)}")
-    return hashlib.sha256(_CHAIN_TAG + salt_bytes(salt) + previous).hexdigest()
+    return previous
+
+
+def _chain_commitment(salt: bytes, previous: bytes) -> str:
+    return hashlib.sha256(_CHAIN_TAG + salt + previous).hexdigest()
 
 
 def public_leaf(entry: LogEntry, chain_prev: bytes | None) -> dict[str, Any]:
@@ -120,8 +149,52 @@ def canonical_json(value: Mapping[str, Any]) -> bytes:
 
 
 def canonical_leaf(entry: LogEntry, chain_prev: bytes | None) -> bytes:
-    """The exact bytes hashed into the tree for `entry` after the subject's head `chain_prev`."""
+    """The exact bytes hashed into the tree for `entry` after the subject's head `chain_prev`.
+
+    Always `canonical_json(public_leaf(entry, chain_prev))`, which stays the specification, but
+    written directly (about twice as fast): folding and verifying hash every entry of the log.
+    """
+    if type(entry.seq) is int:  # json.dumps writes an int subclass such as True its own way
+        try:
+            at = format_time(entry.occurred_at)
+            subject = entry.subject_id
+            if subject is None:
+                return _leaf_text(entry, at, "null", "null").encode("utf-8")
+            salt = salt_bytes(entry.subject_salt)
+            subject_json = f'"{_subject_hash(salt, subject)}"'
+            chain_json = f'"{_chain_commitment(salt, _chain_head(chain_prev))}"'
+            return _leaf_text(entry, at, subject_json, chain_json).encode("utf-8")
+        except TypeError:
+            pass  # a field only json.dumps can write (None for a string): the specification below decides
     return canonical_json(public_leaf(entry, chain_prev))
+
+
+def erased_leaf(entry: LogEntry, subject: str | None, chain: str | None) -> bytes:
+    """The leaf of an entry whose subject was erased: the subject and chain commitments kept at
+    erasure stand in for the shredded id and salt. Always
+    `canonical_json(public_leaf(entry, None) | {"subject": subject, "chain": chain})`, written directly.
+    """
+    if type(entry.seq) is int and entry.subject_id is None:
+        try:
+            at = format_time(entry.occurred_at)
+            return _leaf_text(entry, at, _optional_json_string(subject), _optional_json_string(chain)).encode("utf-8")
+        except TypeError:
+            pass  # as in canonical_leaf
+    return canonical_json(public_leaf(entry, None) | {"subject": subject, "chain": chain})
+
+
+def _leaf_text(entry: LogEntry, at: str, subject_json: str, chain_json: str) -> str:
+    """`public_leaf` as canonical JSON, its keys in sorted order; raises TypeError for a non-string."""
+    return (
+        f'{{"action":{_json_string(entry.action)},"actor":{_json_string(entry.actor)},"at":{_json_string(at)},'
+        f'"categories":[{",".join(map(_json_string, entry.categories))}],"chain":{chain_json},'
+        f'"detail":{_json_string(entry.detail)},"purpose":{_json_string(entry.purpose)},'
+        f'"role":{_json_string(entry.role)},"seq":{entry.seq},"subject":{subject_json},"v":{LEAF_VERSION}}}'
+    )
+
+
+def _optional_json_string(value: str | None) -> str:
+    return "null" if value is None else _json_string(value)
 
 
 def entry_leaf_hash(entry: LogEntry, chain_prev: bytes | None) -> bytes:

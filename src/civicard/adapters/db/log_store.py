@@ -56,11 +56,10 @@ from civicard.transparency.checkpoints import (
 from civicard.transparency.log_entries import (
     SALT_BYTES,
     LogEntry,
-    canonical_json,
     categories_from_column,
     entry_leaf_hash,
+    erased_leaf,
     next_chain_head,
-    public_leaf,
 )
 from civicard.transparency.merkle import EMPTY_ROOT, NodeStore, consistency_proof, inclusion_proof, leaf_hash, node_hash
 from civicard.transparency.proofs import ConsistencyProof, ProofBundle, ResidentEntry, ResidentLog, chain_checks
@@ -324,8 +323,7 @@ def _erased(row: Row[Any]) -> bool:
 def _erased_leaf_hash(entry: LogEntry, row: Row[Any]) -> bytes:
     """The leaf of an entry whose subject was erased (retention_store): recomputed from the row with
     the subject and chain commitments stored at erasure instead of the shredded salt and id."""
-    leaf = public_leaf(entry, None) | {"subject": row.erased_subject, "chain": row.erased_chain}
-    return leaf_hash(canonical_json(leaf))
+    return leaf_hash(erased_leaf(entry, row.erased_subject, row.erased_chain))
 
 
 def _leaf_rows(conn: Connection, where: Any) -> list[Row[Any]]:
