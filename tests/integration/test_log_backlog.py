@@ -145,6 +145,29 @@ def test_one_integrator_folding_history_then_a_backlog_stores_the_same_chains(en
     assert report.ok, report.message
 
 
+@pytest.mark.parametrize("cache", [2, 10_000])
+def test_a_head_cache_that_overflows_looks_heads_up_and_stores_the_same_chains(
+    engine: Engine, cache: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for 2 subjects the cache starts afresh every batch, and the heads of subjects
+    dropped from it are read back from the log: the chains are those of a cache that never fills."""
+    from civicard.adapters.db import log_store
+
+    monkeypatch.setattr(log_store, "HEAD_CACHE_SUBJECTS", cache)
+    monkeypatch.setattr(log_store, "BACKLOG_HEAD_CACHE_SUBJECTS", cache)
+    integrator = Integrator(engine, SIGNER, Clock.fixed(FIXED_NOW), batch_size=8, backlog_batch_size=32)
+    _append(engine, HISTORY)
+    assert integrator.run_once(full=True) == len(HISTORY)
+    _append(engine, BACKLOG)
+    assert integrator.run_once() + integrator.run_once(full=True) == len(BACKLOG)
+    assert len(integrator._heads) <= cache + 32  # a full fold's cache is not kept beyond the poll limit
+    chains, _tree = _recomputed(engine)
+    assert _stored(engine)[0] == chains
+    with engine.connect() as conn:
+        report = verify_stored_log(conn, SIGNER.verifier)
+    assert report.ok, report.message
+
+
 def test_a_batch_that_fails_while_streaming_its_leaves_stores_nothing(engine: Engine) -> None:
     """A bad entry late in a batch (a salt that is not lowercase hex) stops the fold with the
     entry's own error, after the batch's earlier leaves were sent (600 leaves: beyond one 32 kB
