@@ -472,16 +472,20 @@ class Integrator:
             self._head_cache_limit = BACKLOG_HEAD_CACHE_SUBJECTS if full else HEAD_CACHE_SUBJECTS
             try:
                 total = 0
+                if full:
+                    # A backlog's rows may be newer than the log's statistics: with them stale, PostgreSQL
+                    # scanned a 10 M-entry partition for each chain-head lookup (1.1 s instead of 6 ms).
+                    self._analyze()
                 ranges = self._oldest_pending() if full else self._pending_ranges()
                 limit = self.backlog_batch_size if full else self.batch_size
                 for floor, ceiling in ranges:
                     while True:
                         folded, last_seq = self._fold_batch(floor, ceiling, limit)
                         total += folded
+                        self._refresh_statistics(folded)
                         if folded < limit:
                             break
                         floor = last_seq  # a backlog: continue after this batch instead of rescanning it
-                self._refresh_statistics(total)
                 return total
             finally:
                 if len(self._heads) > HEAD_CACHE_SUBJECTS:  # a full fold's cache is not kept between polls
@@ -495,7 +499,11 @@ class Integrator:
         no statistics and turns the integrator's indexed lookups into whole-table scans.
         """
         self._folded_since_analyze += folded
-        if self.engine.dialect.name != "postgresql" or self._folded_since_analyze < max(50_000, self._heads_size // 10):
+        if self._folded_since_analyze >= max(50_000, self._heads_size // 10):
+            self._analyze()
+
+    def _analyze(self) -> None:
+        if self.engine.dialect.name != "postgresql":
             return
         with self.engine.begin() as conn:
             conn.execute(text(f"ANALYZE {_A.name}, {_L.name}, {_N.name}"))
