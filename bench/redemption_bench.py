@@ -905,11 +905,12 @@ def _town_text(town: Town) -> str:
     )
 
 
-def replace_section(text: str, new: str) -> str:
-    start = text.find(SECTION)
+def replace_section(text: str, new: str, title: str = SECTION) -> str:
+    """`text` with the section whose heading starts with `title` replaced by `new` (appended when absent)."""
+    start = text.find(title)
     if start < 0:
         return text.rstrip("\n") + "\n\n" + new
-    following = text.find("\n## ", start + len(SECTION))
+    following = text.find("\n## ", start + len(title))
     return text[:start] + new + (text[following + 1 :] if following >= 0 else "")
 
 

@@ -541,7 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     figures(result).write(args.json)
     if args.write if args.write is not None else not args.quick:
         command = ("python bench/soak.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-        RESULTS.write_text(replace_section(RESULTS.read_text(encoding="utf-8"), section(result, command)), "utf-8")
+        # Its own title: replace_section defaults to the redemption bench's section.
+        text = replace_section(RESULTS.read_text(encoding="utf-8"), section(result, command), SECTION)
+        RESULTS.write_text(text, "utf-8")
         say(f"wrote the section to {RESULTS}")
     if not result.ok:
         reasons = [
