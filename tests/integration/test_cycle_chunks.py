@@ -11,7 +11,6 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-import yaml
 
 from civicard.adapters.bulk import cycle
 from civicard.adapters.bulk.cycle import CycleReport, run_cycle
@@ -21,22 +20,19 @@ from civicard.registry.lookup import get_household
 from civicard.registry.population import PopulationSpec, generate_population
 from civicard.registry.recording import record_fact
 from civicard.shared.clock import Clock
-from tests.integration.test_cycle import LOADER, PERIOD, RULES, SYSTEM, register_published
+from tests.integration.distribution_fixtures import register_rules
+from tests.integration.test_cycle import LOADER, PERIOD, SYSTEM
 
 HOUSEHOLDS = 40
 CHUNK = 7  # 40 households: five full chunks and a partial one
 
 
 @pytest.fixture
-def town(engine, clock: Clock, tmp_path: Path, uow_for):  # type: ignore[no-untyped-def]
+def town(engine: sa.Engine, clock: Clock, tmp_path: Path) -> sa.Engine:
     source = tmp_path / "population"
     generate_population(PopulationSpec(households=HOUSEHOLDS, seed=11, duplicate_share=0.0), source)
     import_population(engine, source, LOADER, clock, None)
-    with uow_for("cycle_run", SYSTEM) as uow:
-        for path in sorted(RULES.glob("*/*.yaml")):
-            if yaml.safe_load(path.read_text(encoding="utf-8"))["status"] != "draft":
-                register_published(uow, path, clock)
-        uow.commit()
+    register_rules(engine, clock)
     return engine
 
 
