@@ -427,6 +427,7 @@ def _oversight(engine: sa.Engine) -> Any:
 
 
 def step_redemptions(run: Run) -> dict[str, Any]:
+    from bench.redemption_bench import card_holders
     from civicard.distribution.redemption import RedemptionKeys
     from civicard.identity.cards import CardKeys
     from civicard.shared.clock import Clock
@@ -450,7 +451,7 @@ def step_redemptions(run: Run) -> dict[str, Any]:
         root = RootKey(parse_root_key(run.root_key()))
         card_keys = CardKeys.derive(root)
         town = DistributionTown(engine, clock, period, card_keys, RedemptionKeys(card_keys, root), shop, shop)
-        holders = _rice_holders(engine, period, run.redemptions)
+        holders = card_holders(engine, clock, period, run.redemptions, items=("RICE-1KG",)).items()
         started = time.perf_counter()
         cards = [issue(engine, clock, card_keys, person, household) for household, person in holders]
         cards_seconds = time.perf_counter() - started
@@ -472,37 +473,6 @@ def step_redemptions(run: Run) -> dict[str, Any]:
         "cards_per_second": round(len(cards) / max(cards_seconds, 1e-9), 1),
         "redemptions_per_second": round(len(answers) / max(sales_seconds, 1e-9), 1),
     }
-
-
-def _rice_holders(engine: sa.Engine, period: str, limit: int) -> list[tuple[str, str]]:
-    """(household, first adult member) for up to `limit` households with rice left this period."""
-    from civicard.adapters.db import tables as t
-    from civicard.shared.clock import Clock
-    from tests.integration.distribution_fixtures import system_uow
-
-    e, m, p = t.entitlements, t.memberships, t.persons
-    adult_born_before = Clock().today().replace(year=Clock().today().year - 18)
-    with system_uow(engine, Clock()) as uow:
-        rice = (
-            sa.select(e.c.household_id)
-            .where(e.c.period == period, e.c.item_code == "RICE-1KG", e.c.remaining > 0)
-            .order_by(e.c.household_id)
-            .limit(limit)
-            .subquery()
-        )
-        rows = uow.connection.execute(
-            sa.select(m.c.household_id, sa.func.min(p.c.id))
-            .join(p, p.c.id == m.c.person_id)
-            .where(
-                m.c.household_id.in_(sa.select(rice.c.household_id)),
-                m.c.valid_to.is_(None),
-                p.c.record_status == "active",
-                p.c.birth_date <= adult_born_before,
-            )
-            .group_by(m.c.household_id)
-            .order_by(m.c.household_id)
-        ).all()
-    return [(r[0], r[1]) for r in rows]
 
 
 def step_throughput(run: Run) -> dict[str, Any]:

@@ -396,7 +396,7 @@ def _issue_cards(container: Container, period: str, households: int | None) -> l
     """
     engine, clock = container.engine, container.clock
     keys = CardKeys.derive(container.root_key)
-    adults = _card_holders(engine, clock, period, households)
+    adults = card_holders(engine, clock, period, households)
     if not adults:
         raise SystemExit(f"no household with food left in {period} has an adult without a card")
     left = _food_left(engine, clock, period, list(adults))
@@ -457,9 +457,11 @@ def _food_left(engine: sa.Engine, clock: Clock, period: str, households: list[st
     return left
 
 
-def _card_holders(engine: sa.Engine, clock: Clock, period: str, households: int | None) -> dict[str, str]:
+def card_holders(
+    engine: sa.Engine, clock: Clock, period: str, households: int | None, items: tuple[str, ...] = FOOD_ITEMS
+) -> dict[str, str]:
     """household → its first active adult member (by id) who holds no card yet, for the first
-    `households` households (by id; all when None) with food left this period.
+    `households` households (by id; all when None) with one of `items` left this period.
 
     Selected in SQL, so a national registry is never read whole; a member who already holds a card
     (an earlier sale's) is passed over for the next adult of the household."""
@@ -471,7 +473,7 @@ def _card_holders(engine: sa.Engine, clock: Clock, period: str, households: int 
         adult_born_by = today.replace(year=today.year - 18, day=28)
     food = (
         sa.select(e.c.household_id)
-        .where(e.c.period == period, e.c.remaining > 0, e.c.item_code.in_(FOOD_ITEMS))
+        .where(e.c.period == period, e.c.remaining > 0, e.c.item_code.in_(items))
         .distinct()
         .order_by(e.c.household_id)
         .limit(households)
