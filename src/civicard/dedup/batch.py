@@ -86,12 +86,7 @@ def run_batch(
 ) -> BatchResult:
     """Score every blocked pair of the records in `source` (a table with INPUT_COLUMNS) and
     cluster them. With `model=None` the model is trained on this data first."""
-    register_nicknames(con)
-    step("normalising records")
-    con.execute(f"CREATE OR REPLACE TABLE dedup_features AS {features_sql(source)}")
-    records = int(con.execute("SELECT count(*) FROM dedup_features").fetchall()[0][0])
-    db_api = DuckDBAPI(con)
-    features = db_api.register("dedup_features")
+    records, db_api, features = normalised(con, source, step)
     # Bulk runs keep the comparison levels (gamma_*) and drop Splink's per-pair intermediate
     # columns (Bayes factors, term frequencies): a third less to write for a million records.
     settings = (
@@ -119,6 +114,17 @@ def run_batch(
     return score_and_cluster(
         con, db_api, predictions, records, trained, threshold, review_band, step, second_stage=second_stage
     )
+
+
+def normalised(con: duckdb.DuckDBPyConnection, source: str, step: Step) -> tuple[int, DuckDBAPI, Any]:
+    """The records of `source` as FEATURE_COLUMNS in table `dedup_features`: how many, and that
+    table registered with Splink's DuckDB API (batch and chunked runs start the same way)."""
+    register_nicknames(con)
+    step("normalising records")
+    con.execute(f"CREATE OR REPLACE TABLE dedup_features AS {features_sql(source)}")
+    records = int(con.execute("SELECT count(*) FROM dedup_features").fetchall()[0][0])
+    db_api = DuckDBAPI(con)
+    return records, db_api, db_api.register("dedup_features")
 
 
 def score_and_cluster(

@@ -15,9 +15,8 @@ import duckdb
 from splink import DuckDBAPI, Linker
 from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
-from civicard.dedup.batch import HOUSEHOLD_MEMBER_CAP, BatchResult, Step, score_and_cluster
+from civicard.dedup.batch import HOUSEHOLD_MEMBER_CAP, BatchResult, Step, normalised, score_and_cluster
 from civicard.dedup.model import OPERATING_THRESHOLD, REVIEW_BAND, TF_COLUMNS
-from civicard.dedup.records import features_sql, register_nicknames
 
 RECORDS_PER_CHUNK = 1_000_000
 """Left-hand records per prediction chunk when the caller does not say."""
@@ -40,12 +39,7 @@ def run_batch_in_chunks(
     """What `run_batch(con, source, model=model)` returns, with prediction split into `chunks`
     slices of the records (default: one per RECORDS_PER_CHUNK). The caller sets the connection's
     memory_limit and temp_directory; DuckDB spills there rather than fail."""
-    register_nicknames(con)
-    step("normalising records")
-    con.execute(f"CREATE OR REPLACE TABLE dedup_features AS {features_sql(source)}")
-    records = int(con.execute("SELECT count(*) FROM dedup_features").fetchall()[0][0])
-    db_api = DuckDBAPI(con)
-    features = db_api.register("dedup_features")
+    records, db_api, features = normalised(con, source, step)
     linker = Linker(features, {**model, "retain_intermediate_calculation_columns": False})
     step("counting how common each name is")
     for column in TF_COLUMNS:
