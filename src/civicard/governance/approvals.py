@@ -234,7 +234,6 @@ def approve(uow: U, kinds: KindRegistry[U], request_id: str, note: str | None = 
     text = clean_text(note or "", "note", MAX_NOTE, required=False) or None
     found, spec = _decidable(uow, kinds, request_id)
     _require_approver(uow, spec, found)
-    spec.check(uow, found.data)
     now, actor = uow.clock.now(), uow.context.actor
     status: ApprovalStatus = "approved" if spec.execute_later else "executed"
     decided = replace(
@@ -244,6 +243,10 @@ def approve(uow: U, kinds: KindRegistry[U], request_id: str, note: str | None = 
     # then finds the request no longer pending (PostgreSQL also locks the row when it is read).
     if not uow.approvals.close(decided):
         raise Conflict("approval_already_decided", "Someone decided this request at the same moment.")
+    # Checked after the close, under its lock: checked before, a second approver could read the state
+    # the first had just changed (a granted role) and be refused for that instead. A failed check
+    # rolls the close back with the rest of the transaction.
+    spec.check(uow, found.data)
     _log(uow, spec, decided, "approved", now)
     if spec.execute_later:
         uow.commit()
